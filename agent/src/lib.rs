@@ -1,0 +1,1 @@
+//! fip-agent library.
