@@ -1,1 +1,114 @@
-fn main() {}
+//! `fipd`: the floating-IPv6 API server's command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use fipd::config::{FileConfig, Overrides, Settings};
+use fipd::http::error::error_chain;
+
+#[derive(Parser)]
+#[command(name = "fipd", version, about = "Floating IPv6 control plane API server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (applies migrations first).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate(ServeArgs),
+    /// Print the OpenAPI document.
+    Openapi,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file; flags and FIPD_* variables override it.
+    #[arg(long, env = "FIPD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "FIPD_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory, created on first start [default: ./fipd-data].
+    #[arg(long, env = "FIPD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// postgres://… or sqlite:… [default: SQLite file in the data directory].
+    #[arg(long, env = "FIPD_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Admin bearer token [default: generated on first start, kept in the data directory].
+    #[arg(long, env = "FIPD_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// How long a released address stays out of the pool, in ms [default: 60000].
+    #[arg(long, env = "FIPD_QUARANTINE_MS")]
+    quarantine_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    fn settings(self) -> Result<Settings, fipd::config::ConfigError> {
+        let file = match &self.config {
+            Some(path) => FileConfig::load(path)?,
+            None => FileConfig::default(),
+        };
+        let cli = Overrides {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            database_url: self.database_url,
+            admin_token: self.admin_token,
+            quarantine_ms: self.quarantine_ms,
+        };
+        Ok(Settings::merge(cli, file))
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIPD_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
+        match cli.command {
+            Command::Openapi => {
+                let doc = fipd::http::openapi();
+                println!("{}", doc.to_pretty_json()?);
+                Ok(())
+            }
+            Command::Migrate(args) => {
+                let settings = args.settings()?;
+                fipd::server::open_store(&settings).await?;
+                eprintln!("migrations applied to {}", redact(&settings.database_url));
+                Ok(())
+            }
+            Command::Serve(args) => {
+                fipd::server::serve(args.settings()?).await?;
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fipd: {}", error_chain(e.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Hides a password in a database URL before printing it.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => match url[s + 3..at].find(':') {
+            Some(c) => format!("{}:***{}", &url[..s + 3 + c], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,134 @@
+//! Who is calling: bearer tokens to principals.
+
+use sha2::{Digest, Sha256};
+
+use super::{App, AppError, AppResult};
+use crate::domain::ProjectId;
+
+/// The authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// Can do everything.
+    Admin,
+    /// Sees and changes only its project's floating IPs and instances; reads
+    /// networks and pools.
+    Project { project_id: ProjectId, token_id: String },
+}
+
+impl Principal {
+    pub fn require_admin(&self) -> AppResult<()> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::Project { .. } => Err(AppError::Forbidden(
+                "this operation needs the admin token".into(),
+            )),
+        }
+    }
+
+    /// The project a project token is confined to; `None` for admin.
+    pub fn project(&self) -> Option<&ProjectId> {
+        match self {
+            Self::Admin => None,
+            Self::Project { project_id, .. } => Some(project_id),
+        }
+    }
+
+    /// Whether an object of `project_id` is visible. Invisible objects are
+    /// answered with 404, so a project cannot probe for another's IDs.
+    pub fn sees(&self, project_id: &str) -> bool {
+        self.project().is_none_or(|p| p.as_str() == project_id)
+    }
+
+    /// The project a new object belongs to: project tokens create in their
+    /// own project; the admin must say which.
+    pub fn owning_project(&self, requested: Option<ProjectId>) -> AppResult<ProjectId> {
+        match (self.project(), requested) {
+            (None, Some(p)) => Ok(p),
+            (None, None) => Err(AppError::invalid(
+                "project_id",
+                "is required when using the admin token",
+            )),
+            (Some(own), Some(p)) if &p != own => Err(AppError::Forbidden(
+                "a project token can only create objects in its own project".into(),
+            )),
+            (Some(own), _) => Ok(own.clone()),
+        }
+    }
+
+    /// A stable key for per-caller records (idempotency keys).
+    pub fn scope(&self) -> String {
+        match self {
+            Self::Admin => "admin".into(),
+            Self::Project { token_id, .. } => format!("token:{token_id}"),
+        }
+    }
+}
+
+/// Hex SHA-256: how tokens are stored and compared. Tokens are 256-bit
+/// random secrets, so a fast unsalted hash is enough.
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl App {
+    /// Resolves a bearer token to a principal.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Principal> {
+        let hash = hash_token(token);
+        // Comparing hashes, not secrets, leaks no timing about the secret.
+        if hash == self.config.admin_token_hash {
+            return Ok(Principal::Admin);
+        }
+        match self.store.token_by_hash(&hash).await? {
+            Some(row) => Ok(Principal::Project {
+                project_id: ProjectId::parse(&row.project_id)
+                    .map_err(|e| crate::store::StoreError::Corrupt(format!("token project: {e}")))?,
+                token_id: row.id,
+            }),
+            None => Err(AppError::Unauthenticated),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(p: &str) -> Principal {
+        Principal::Project {
+            project_id: ProjectId::parse(p).unwrap(),
+            token_id: "t".into(),
+        }
+    }
+
+    #[test]
+    fn project_tokens_see_only_their_project() {
+        assert!(project("a").sees("a"));
+        assert!(!project("a").sees("b"));
+        assert!(Principal::Admin.sees("b"));
+    }
+
+    #[test]
+    fn admin_must_name_the_owning_project() {
+        assert!(Principal::Admin.owning_project(None).is_err());
+        let p = ProjectId::parse("x").unwrap();
+        assert_eq!(Principal::Admin.owning_project(Some(p.clone())).unwrap(), p);
+    }
+
+    #[test]
+    fn project_tokens_create_in_their_own_project_only() {
+        assert_eq!(project("a").owning_project(None).unwrap().as_str(), "a");
+        assert!(matches!(
+            project("a").owning_project(Some(ProjectId::parse("b").unwrap())),
+            Err(AppError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn token_hash_is_hex_sha256() {
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! The application layer: what fipd does, independent of HTTP and SQL.
+//! Handlers call in here with validated domain values and a [`Principal`];
+//! this layer decides, and calls the store.
+
+mod allocator;
+mod auth;
+mod error;
+pub mod floating_ips;
+pub mod instances;
+pub mod networks;
+pub mod pools;
+pub mod tokens;
+
+use std::sync::Arc;
+
+pub use auth::{hash_token, Principal};
+pub use error::AppError;
+
+use crate::store::Store;
+
+/// Tunables of the application layer.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// SHA-256 (hex) of the admin token.
+    pub admin_token_hash: String,
+    /// How long a released address stays out of the pool.
+    pub quarantine_ms: i64,
+}
+
+/// Shared application state: the store and the settings.
+#[derive(Clone)]
+pub struct App {
+    pub store: Store,
+    pub config: Arc<AppConfig>,
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+/// A page request for keyset pagination: rows after `after`, at most `limit`.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// Fetch `limit + 1` rows and call this: it trims the extra row and turns
+/// its presence into the next page token (the last returned row's key).
+pub fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(key);
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+/// A new resource id: UUIDv7, so id order is creation order and keyset
+/// pagination by id is stable and chronological.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paginate_returns_a_token_only_when_more_rows_exist() {
+        let (rows, next) = paginate(vec![1, 2, 3], 2, |r| r.to_string());
+        assert_eq!(rows, vec![1, 2]);
+        assert_eq!(next.as_deref(), Some("2"));
+        let (rows, next) = paginate(vec![1, 2], 2, |r| r.to_string());
+        assert_eq!(rows, vec![1, 2]);
+        assert_eq!(next, None);
+    }
+}

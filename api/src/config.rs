@@ -1,0 +1,127 @@
+//! fipd's settings: command-line flags, then `FIPD_*` environment
+//! variables (both through clap), then the TOML file given by `--config`,
+//! then defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Settings as they may appear in the TOML config file; every key optional.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub quarantine_ms: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}")]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("config file {0} is not valid")]
+    Parse(PathBuf, #[source] toml::de::Error),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+        Self::parse(&text).map_err(|e| ConfigError::Parse(path.into(), e))
+    }
+
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+/// Effective settings after merging.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    pub quarantine_ms: u64,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./fipd-data";
+/// A released address stays out of the pool this long, so caches that
+/// still point at its last holder (neighbour caches, DNS, firewall rules)
+/// age out before someone else receives it.
+pub const DEFAULT_QUARANTINE_MS: u64 = 60_000;
+
+/// Flag/env values (already merged by clap) over file values over defaults.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub quarantine_ms: Option<u64>,
+}
+
+impl Settings {
+    pub fn merge(cli: Overrides, file: FileConfig) -> Self {
+        let data_dir = cli
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let database_url = cli
+            .database_url
+            .or(file.database_url)
+            .unwrap_or_else(|| crate::store::Store::sqlite_url_for(&data_dir));
+        Self {
+            listen: cli
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default listen address")),
+            data_dir,
+            database_url,
+            admin_token: cli.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),
+            quarantine_ms: cli
+                .quarantine_ms
+                .or(file.quarantine_ms)
+                .unwrap_or(DEFAULT_QUARANTINE_MS),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let file = FileConfig::parse(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/var/lib/fipd\"\nquarantine_ms = 5\n",
+        )
+        .unwrap();
+        let cli = Overrides {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::merge(cli, file);
+        assert_eq!(s.listen.port(), 9999);
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/fipd"));
+        assert_eq!(s.database_url, "sqlite:///var/lib/fipd/fipd.db");
+        assert_eq!(s.quarantine_ms, 5);
+    }
+
+    #[test]
+    fn defaults_apply_without_flags_or_file() {
+        let s = Settings::merge(Overrides::default(), FileConfig::default());
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(s.database_url.starts_with("sqlite://"));
+        assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn unknown_config_keys_are_rejected() {
+        assert!(FileConfig::parse("listne = \"127.0.0.1:1\"").is_err());
+    }
+}

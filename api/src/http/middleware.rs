@@ -1,0 +1,182 @@
+//! Cross-cutting request handling: request IDs, metrics and logs, and
+//! `Idempotency-Key` replay for POSTs.
+
+use std::time::Instant;
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+
+use super::error::{error_chain, ApiError, REQUEST_ID};
+use super::extract::bearer;
+use super::BODY_LIMIT;
+use crate::app::App;
+use crate::store::now_ms;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// How long an idempotency key is remembered.
+pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// Assigns the request ID (the client's `x-request-id` when it is sane),
+/// makes it visible to problem documents and logs, records metrics.
+pub async fn request_context(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
+    let started = Instant::now();
+    let mut resp = REQUEST_ID
+        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span.clone()))
+        .await;
+    let elapsed = started.elapsed();
+    let status = resp.status();
+    metrics::counter!("fipd_http_requests_total",
+        "method" => method.to_string(), "route" => route.clone(), "status" => status.as_u16().to_string())
+    .increment(1);
+    metrics::histogram!("fipd_http_request_duration_seconds",
+        "method" => method.to_string(), "route" => route)
+    .record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "handled");
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
+/// Replays the first successful response to a POST with the same
+/// `Idempotency-Key` (per caller, for 24 h), so a retried create makes one
+/// object. The same key with another body is refused; a key whose first
+/// request is still running answers 409; failed requests are not recorded,
+/// so a client may retry them with the same key.
+pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Response {
+    if req.method() != Method::POST {
+        return next.run(req).await;
+    }
+    let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY) else {
+        return next.run(req).await;
+    };
+    let key = match raw_key.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
+        _ => {
+            return ApiError::bad_request(
+                "invalid_header",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+            .into_response()
+        }
+    };
+    // Unauthenticated requests go on to be refused by the handler.
+    let (parts, body) = req.into_parts();
+    let Some(who) = (match bearer(&parts) {
+        Some(token) => app.authenticate(token).await.ok(),
+        None => None,
+    }) else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let bytes = match to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request bodies are limited to {BODY_LIMIT} bytes"),
+            )
+            .into_response()
+        }
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(parts.uri.path().as_bytes());
+    hasher.update([0]);
+    hasher.update(&bytes);
+    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let scope = who.scope();
+    let now = now_ms();
+    let claimed = match app
+        .store
+        .idempotency_claim(&scope, &key, &hash, now, now - IDEMPOTENCY_TTL_MS)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => return ApiError::from(crate::app::AppError::from(e)).into_response(),
+    };
+    if !claimed {
+        return match app.store.idempotency_get(&scope, &key).await {
+            Ok(Some(rec)) if rec.request_hash != hash => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request body",
+            )
+            .into_response(),
+            Ok(Some(rec)) => match (rec.status, rec.response) {
+                (Some(status), Some(body)) => replay(status, body),
+                _ => ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "a request with this Idempotency-Key is still being handled; retry shortly",
+                )
+                .into_response(),
+            },
+            // Expired and purged between our claim and read: rare; ask for a retry.
+            Ok(None) => ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_progress",
+                "retry this request",
+            )
+            .into_response(),
+            Err(e) => ApiError::from(crate::app::AppError::from(e)).into_response(),
+        };
+    }
+    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    if !resp.status().is_success() {
+        if let Err(e) = app.store.idempotency_release(&scope, &key).await {
+            tracing::warn!(error = %error_chain(&e), "could not release idempotency key");
+        }
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let body = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "could not buffer response for idempotency record");
+            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+                .into_response();
+        }
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    if let Err(e) = app
+        .store
+        .idempotency_complete(&scope, &key, i64::from(parts.status.as_u16()), &text)
+        .await
+    {
+        tracing::warn!(error = %error_chain(&e), "could not record idempotent response");
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn replay(status: i64, body: String) -> Response {
+    let status = u16::try_from(status)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::OK);
+    let mut resp = (status, body).into_response();
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    resp
+}

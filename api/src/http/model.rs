@@ -1,0 +1,433 @@
+//! Request and response bodies of the API, with their OpenAPI schemas, and
+//! the conversions from stored rows.
+
+use std::net::Ipv6Addr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::app::pools::{Pool as AppPool, PoolUsage as AppPoolUsage};
+use crate::domain::{Description, FloatingIpStatus, HostName, Name, ProjectId};
+use crate::store::{EventRow, FloatingIpRow, InstanceRow, NetworkRow, TokenRow};
+
+fn ts(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+/// A page of results. Pass `next_page_token` back as `page_token` for the
+/// next page; it is absent on the last page.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+impl<T> Page<T> {
+    pub fn new<R>(rows: Vec<R>, next: Option<String>, f: impl Fn(R) -> T) -> Self {
+        Self {
+            items: rows.into_iter().map(f).collect(),
+            next_page_token: next,
+        }
+    }
+}
+
+/// Paging parameters shared by every list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PageParams {
+    /// Page size, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+// ---- networks ---------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkCreate {
+    /// Unique name.
+    #[schema(value_type = String, example = "prod-link-1")]
+    pub name: Name,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkUpdate {
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Name>,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+}
+
+/// One L2 segment where DAD happens; floating IPs move only within one.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Network {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<NetworkRow> for Network {
+    fn from(r: NetworkRow) -> Self {
+        Self {
+            id: r.id.parse().unwrap_or_default(),
+            name: r.name,
+            description: r.description,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkListParams {
+    pub limit: Option<i64>,
+    pub page_token: Option<String>,
+    /// Only the network with this name.
+    #[param(value_type = Option<String>)]
+    pub name: Option<Name>,
+}
+
+// ---- pools ------------------------------------------------------------------
+
+/// An inclusive address range.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddrRange {
+    #[schema(value_type = String, format = Ipv6, example = "2001:db8:100::10")]
+    pub first: Ipv6Addr,
+    #[schema(value_type = String, format = Ipv6, example = "2001:db8:100::ff")]
+    pub last: Ipv6Addr,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PoolCreate {
+    pub network_id: Uuid,
+    /// IPv6 prefix, /16 to /127, no host bits.
+    #[schema(example = "2001:db8:100::/64")]
+    pub cidr: String,
+    /// Allocation ranges inside `cidr`; default: the whole prefix.
+    pub ranges: Option<Vec<AddrRange>>,
+    /// Addresses never to allocate (gateways, VRRP, ...).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub reserved: Option<Vec<Ipv6Addr>>,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+}
+
+/// An IPv6 prefix on a network that floating IPs are allocated from.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Pool {
+    pub id: Uuid,
+    pub network_id: Uuid,
+    pub cidr: String,
+    pub ranges: Vec<AddrRange>,
+    #[schema(value_type = Vec<String>)]
+    pub reserved: Vec<Ipv6Addr>,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<AppPool> for Pool {
+    fn from(p: AppPool) -> Self {
+        Self {
+            id: p.row.id.parse().unwrap_or_default(),
+            network_id: p.row.network_id.parse().unwrap_or_default(),
+            cidr: p.space.prefix().to_string(),
+            ranges: p
+                .space
+                .ranges()
+                .iter()
+                .map(|r| AddrRange {
+                    first: r.first.into(),
+                    last: r.last.into(),
+                })
+                .collect(),
+            reserved: p.space.reserved().map(Ipv6Addr::from).collect(),
+            description: p.row.description,
+            created_at: ts(p.row.created_at),
+            updated_at: ts(p.row.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct PoolListParams {
+    pub limit: Option<i64>,
+    pub page_token: Option<String>,
+    pub network_id: Option<Uuid>,
+}
+
+/// How much of a pool is in use. Counts that can exceed 2^64 are decimal strings.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PoolUsage {
+    pub pool_id: Uuid,
+    /// Live floating IPs.
+    pub allocated: i64,
+    /// Deleted floating IPs whose address is not reusable yet (a host may
+    /// still hold it, or it is in quarantine).
+    pub held: i64,
+    /// Allocatable addresses in total (decimal string; a /64 exceeds u64).
+    #[schema(example = "18446744073709551359")]
+    pub capacity: String,
+    /// `capacity - allocated - held` (decimal string).
+    pub available: String,
+}
+
+impl PoolUsage {
+    pub fn new(id: Uuid, u: AppPoolUsage) -> Self {
+        let used = u128::try_from(u.allocated + u.held).unwrap_or(0);
+        Self {
+            pool_id: id,
+            allocated: u.allocated,
+            held: u.held,
+            capacity: u.capacity.to_string(),
+            available: u.capacity.saturating_sub(used).to_string(),
+        }
+    }
+}
+
+// ---- floating IPs -------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIpCreate {
+    /// Allocate from this network's pools (first with room). One of
+    /// `network_id` and `pool_id` is required.
+    pub network_id: Option<Uuid>,
+    /// Allocate from this pool.
+    pub pool_id: Option<Uuid>,
+    /// A specific address; default: a random free one.
+    #[schema(value_type = Option<String>, format = Ipv6)]
+    pub address: Option<Ipv6Addr>,
+    /// Owning project; required with the admin token, implied by a project token.
+    #[schema(value_type = Option<String>)]
+    pub project_id: Option<ProjectId>,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+    /// Associate with this instance at once.
+    pub instance_id: Option<Uuid>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIpUpdate {
+    /// An instance ID associates; `null` disassociates; absent leaves it.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Uuid>, nullable)]
+    pub instance_id: Option<Option<Uuid>>,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+}
+
+/// A floating IPv6 address.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FloatingIp {
+    pub id: Uuid,
+    #[schema(value_type = String, format = Ipv6)]
+    pub address: Ipv6Addr,
+    pub network_id: Uuid,
+    pub pool_id: Uuid,
+    pub project_id: String,
+    pub instance_id: Option<Uuid>,
+    /// The host of the associated instance: where the address should be.
+    pub host: Option<String>,
+    pub status: FloatingIpStatus,
+    pub status_detail: Option<String>,
+    /// Increments on every change; send it back in `If-Match`.
+    pub revision: i64,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<FloatingIpRow> for FloatingIp {
+    fn from(r: FloatingIpRow) -> Self {
+        Self {
+            id: r.id.parse().unwrap_or_default(),
+            address: r.address.parse().unwrap_or(Ipv6Addr::UNSPECIFIED),
+            network_id: r.network_id.parse().unwrap_or_default(),
+            pool_id: r.pool_id.parse().unwrap_or_default(),
+            project_id: r.project_id,
+            instance_id: r.instance_id.and_then(|i| i.parse().ok()),
+            host: r.host,
+            status: FloatingIpStatus::parse(&r.status).unwrap_or(FloatingIpStatus::Error),
+            status_detail: r.status_detail,
+            revision: r.revision,
+            description: r.description,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FloatingIpListParams {
+    pub limit: Option<i64>,
+    pub page_token: Option<String>,
+    pub network_id: Option<Uuid>,
+    pub pool_id: Option<Uuid>,
+    #[param(value_type = Option<String>)]
+    pub project_id: Option<ProjectId>,
+    pub instance_id: Option<Uuid>,
+    #[param(value_type = Option<String>)]
+    pub status: Option<FloatingIpStatus>,
+    #[param(value_type = Option<String>, format = Ipv6)]
+    pub address: Option<Ipv6Addr>,
+}
+
+/// One entry of a floating IP's event log.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// What happened, e.g. `allocated`, `associated`, `deleted`.
+    pub kind: String,
+    /// The host the event concerns, if any.
+    pub host: Option<String>,
+    /// The floating IP's revision the event belongs to.
+    pub revision: i64,
+    /// Event-specific facts.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
+}
+
+impl From<EventRow> for Event {
+    fn from(r: EventRow) -> Self {
+        Self {
+            id: r.id,
+            at: ts(r.at),
+            kind: r.kind,
+            host: r.host,
+            revision: r.revision,
+            detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+// ---- instances --------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceCreate {
+    /// The compute service's ID for the instance; default: a new UUID.
+    pub id: Option<Uuid>,
+    #[schema(value_type = String)]
+    pub name: Name,
+    #[schema(value_type = Option<String>)]
+    pub project_id: Option<ProjectId>,
+    /// The host the instance runs on.
+    #[schema(value_type = String, example = "compute-1")]
+    pub host: HostName,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceUpdate {
+    /// A new host: the instance migrated, its floating IPs follow.
+    #[schema(value_type = Option<String>)]
+    pub host: Option<HostName>,
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Name>,
+}
+
+/// A workload placed on a host.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Instance {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: String,
+    pub host: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<InstanceRow> for Instance {
+    fn from(r: InstanceRow) -> Self {
+        Self {
+            id: r.id.parse().unwrap_or_default(),
+            name: r.name,
+            project_id: r.project_id,
+            host: r.host,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceListParams {
+    pub limit: Option<i64>,
+    pub page_token: Option<String>,
+    #[param(value_type = Option<String>)]
+    pub project_id: Option<ProjectId>,
+    #[param(value_type = Option<String>)]
+    pub host: Option<HostName>,
+}
+
+// ---- tokens -----------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenCreate {
+    #[schema(value_type = String)]
+    pub project_id: ProjectId,
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Description>,
+}
+
+/// A project token (the secret is shown only at creation).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Token {
+    pub id: Uuid,
+    pub project_id: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<TokenRow> for Token {
+    fn from(r: TokenRow) -> Self {
+        Self {
+            id: r.id.parse().unwrap_or_default(),
+            project_id: r.project_id,
+            description: r.description,
+            created_at: ts(r.created_at),
+        }
+    }
+}
+
+/// A new project token with its secret, shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub info: Token,
+    /// The bearer secret. Store it now: only its hash is kept.
+    pub token: String,
+}

@@ -1,0 +1,346 @@
+//! SQL for floating IPs and their per-host bindings.
+
+use sqlx::FromRow;
+
+use super::{classify, Conn, Store, StoreResult};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct FloatingIpRow {
+    pub id: String,
+    pub network_id: String,
+    pub pool_id: String,
+    pub address: String,
+    pub address_key: String,
+    pub project_id: String,
+    pub description: String,
+    pub instance_id: Option<String>,
+    /// The associated instance's host (joined, not stored on the row).
+    pub host: Option<String>,
+    pub status: String,
+    pub status_detail: Option<String>,
+    pub revision: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFloatingIp {
+    pub id: String,
+    pub network_id: String,
+    pub pool_id: String,
+    pub address: String,
+    pub address_key: String,
+    pub project_id: String,
+    pub description: String,
+    pub instance_id: Option<String>,
+    pub status: String,
+    pub now: i64,
+}
+
+/// Filters of `GET /v1/floating-ips`; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct FloatingIpFilter {
+    pub network_id: Option<String>,
+    pub pool_id: Option<String>,
+    pub project_id: Option<String>,
+    pub instance_id: Option<String>,
+    pub status: Option<String>,
+    pub address_key: Option<String>,
+}
+
+const SELECT: &str = "SELECT f.id, f.network_id, f.pool_id, f.address, f.address_key, \
+     f.project_id, f.description, f.instance_id, i.host AS host, f.status, f.status_detail, \
+     f.revision, f.created_at, f.updated_at \
+     FROM floating_ips f LEFT JOIN instances i ON i.id = f.instance_id";
+
+/// Inserts an allocation; `Err(Unique)` when the address is taken on the
+/// network (live, or deleted and not yet past quarantine).
+pub async fn insert(conn: &mut Conn, new: &NewFloatingIp) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO floating_ips (id, network_id, pool_id, address, address_key, project_id, \
+         description, instance_id, status, status_detail, revision, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, 1, $10, $10)",
+    )
+    .bind(&new.id)
+    .bind(&new.network_id)
+    .bind(&new.pool_id)
+    .bind(&new.address)
+    .bind(&new.address_key)
+    .bind(&new.project_id)
+    .bind(&new.description)
+    .bind(&new.instance_id)
+    .bind(&new.status)
+    .bind(new.now)
+    .execute(conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// A live floating IP, locked for the rest of the transaction on PostgreSQL.
+pub async fn get_for_update(
+    conn: &mut Conn,
+    store: &Store,
+    id: &str,
+) -> StoreResult<Option<FloatingIpRow>> {
+    // Lock the floating IP row itself (FOR UPDATE cannot apply to the
+    // nullable side of the outer join), then read the joined view.
+    let locked: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT id FROM floating_ips WHERE id = $1 AND deleted_at IS NULL{}",
+        store.for_update()
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if locked.is_none() {
+        return Ok(None);
+    }
+    Ok(sqlx::query_as(&format!("{SELECT} WHERE f.id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// Writes the mutable fields of a floating IP.
+pub async fn update(conn: &mut Conn, row: &FloatingIpRow) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE floating_ips SET description = $2, instance_id = $3, status = $4, \
+         status_detail = $5, revision = $6, updated_at = $7 WHERE id = $1",
+    )
+    .bind(&row.id)
+    .bind(&row.description)
+    .bind(&row.instance_id)
+    .bind(&row.status)
+    .bind(&row.status_detail)
+    .bind(row.revision)
+    .bind(row.updated_at)
+    .execute(conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Turns a floating IP into a tombstone that keeps its address out of the
+/// pool; `released_at` is set when no host holds the address any more.
+pub async fn mark_deleted(
+    conn: &mut Conn,
+    id: &str,
+    revision: i64,
+    now: i64,
+    released_at: Option<i64>,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE floating_ips SET deleted_at = $2, released_at = $3, instance_id = NULL, \
+         status = 'DOWN', status_detail = NULL, revision = $4, updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(released_at)
+    .bind(revision)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes tombstones whose quarantine ended before `cutoff` (optionally in
+/// one pool only), with their event logs, so the addresses can be reused.
+pub async fn purge_released(conn: &mut Conn, pool_id: Option<&str>, cutoff: i64) -> StoreResult<u64> {
+    const WHICH: &str = "deleted_at IS NOT NULL AND released_at IS NOT NULL \
+                         AND released_at <= $1 AND ($2 IS NULL OR pool_id = $2)";
+    sqlx::query(&format!(
+        "DELETE FROM events WHERE floating_ip_id IN (SELECT id FROM floating_ips WHERE {WHICH})"
+    ))
+    .bind(cutoff)
+    .bind(pool_id)
+    .execute(&mut *conn)
+    .await?;
+    let done = sqlx::query(&format!("DELETE FROM floating_ips WHERE {WHICH}"))
+        .bind(cutoff)
+        .bind(pool_id)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes the tombstone holding one address, if its quarantine has ended;
+/// used before allocating that address explicitly.
+pub async fn purge_address(
+    conn: &mut Conn,
+    network_id: &str,
+    address_key: &str,
+    cutoff: i64,
+) -> StoreResult<()> {
+    const WHICH: &str = "network_id = $1 AND address_key = $2 AND deleted_at IS NOT NULL \
+                         AND released_at IS NOT NULL AND released_at <= $3";
+    sqlx::query(&format!(
+        "DELETE FROM events WHERE floating_ip_id IN (SELECT id FROM floating_ips WHERE {WHICH})"
+    ))
+    .bind(network_id)
+    .bind(address_key)
+    .bind(cutoff)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!("DELETE FROM floating_ips WHERE {WHICH}"))
+        .bind(network_id)
+        .bind(address_key)
+        .bind(cutoff)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Taken address keys of a network in `[from, to]`, ascending, at most
+/// `limit`: the dense-pool allocator walks these to find gaps.
+pub async fn taken_keys(
+    conn: &mut Conn,
+    network_id: &str,
+    from: &str,
+    to: &str,
+    limit: i64,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT address_key FROM floating_ips \
+         WHERE network_id = $1 AND address_key >= $2 AND address_key <= $3 \
+         ORDER BY address_key LIMIT $4",
+    )
+    .bind(network_id)
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Who holds `key` on a network, for a clear "address in use" answer:
+/// `Some(true)` live, `Some(false)` deleted but held or in quarantine.
+pub async fn holder_of(conn: &mut Conn, network_id: &str, key: &str) -> StoreResult<Option<bool>> {
+    let deleted: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT deleted_at FROM floating_ips WHERE network_id = $1 AND address_key = $2",
+    )
+    .bind(network_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    Ok(deleted.map(|d| d.is_none()))
+}
+
+impl Store {
+    pub async fn fip_get(&self, id: &str) -> StoreResult<Option<FloatingIpRow>> {
+        Ok(
+            sqlx::query_as(&format!("{SELECT} WHERE f.id = $1 AND f.deleted_at IS NULL"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn fip_list(
+        &self,
+        filter: &FloatingIpFilter,
+        after: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<FloatingIpRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{SELECT} WHERE f.deleted_at IS NULL \
+             AND ($1 IS NULL OR f.id > $1) \
+             AND ($2 IS NULL OR f.network_id = $2) \
+             AND ($3 IS NULL OR f.pool_id = $3) \
+             AND ($4 IS NULL OR f.project_id = $4) \
+             AND ($5 IS NULL OR f.instance_id = $5) \
+             AND ($6 IS NULL OR f.status = $6) \
+             AND ($7 IS NULL OR f.address_key = $7) \
+             ORDER BY f.id LIMIT $8"
+        ))
+        .bind(after)
+        .bind(&filter.network_id)
+        .bind(&filter.pool_id)
+        .bind(&filter.project_id)
+        .bind(&filter.instance_id)
+        .bind(&filter.status)
+        .bind(&filter.address_key)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Live floating IPs associated with an instance.
+    pub async fn fips_of_instance(&self, conn: &mut Conn, instance_id: &str) -> StoreResult<Vec<FloatingIpRow>> {
+        Ok(sqlx::query_as(&format!(
+            "{SELECT} WHERE f.instance_id = $1 AND f.deleted_at IS NULL ORDER BY f.id"
+        ))
+        .bind(instance_id)
+        .fetch_all(conn)
+        .await?)
+    }
+
+    /// Purges every tombstone whose quarantine ended before `cutoff`.
+    pub async fn purge_released(&self, cutoff: i64) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let n = purge_released(&mut tx, None, cutoff).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
+
+// ---- bindings -------------------------------------------------------------
+
+/// Points the floating IP at `host` (or at no host) at `revision`: the new
+/// host's binding becomes `present`, every other present binding `absent`.
+/// A binding that was never delivered to its agent and is now absent is
+/// dropped, since that host cannot hold the address.
+pub async fn set_bindings(
+    conn: &mut Conn,
+    fip_id: &str,
+    host: Option<&str>,
+    revision: i64,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE bindings SET desired = 'absent', desired_revision = $2, updated_at = $3 \
+         WHERE floating_ip_id = $1 AND desired = 'present' AND ($4 IS NULL OR host <> $4)",
+    )
+    .bind(fip_id)
+    .bind(revision)
+    .bind(now)
+    .bind(host)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM bindings WHERE floating_ip_id = $1 AND desired = 'absent' \
+         AND delivered_revision IS NULL",
+    )
+    .bind(fip_id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(host) = host {
+        sqlx::query(
+            "INSERT INTO bindings (floating_ip_id, host, desired, desired_revision, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (floating_ip_id, host) DO UPDATE \
+             SET desired = $3, desired_revision = $4, updated_at = $5",
+        )
+        .bind(fip_id)
+        .bind(host)
+        .bind("present")
+        .bind(revision)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Hosts that may still hold the floating IP's address: its desired state
+/// reached their agent and they have not confirmed removal since.
+pub async fn holders(conn: &mut Conn, fip_id: &str) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT host FROM bindings WHERE floating_ip_id = $1 \
+         AND delivered_revision IS NOT NULL \
+         AND NOT (desired = 'absent' AND COALESCE(reported_state, '') = 'absent' \
+                  AND COALESCE(reported_revision, 0) >= desired_revision) \
+         ORDER BY host",
+    )
+    .bind(fip_id)
+    .fetch_all(conn)
+    .await?)
+}

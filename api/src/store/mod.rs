@@ -1,0 +1,199 @@
+//! The allocation store: every SQL statement fipd runs, for PostgreSQL and
+//! SQLite alike.
+//!
+//! One portable layer over `sqlx::Any` instead of one module per backend: the
+//! schema uses only TEXT and BIGINT columns (see `migrations/`), so the same
+//! statements run on both and the conformance suite proves they behave the
+//! same. The few real differences (row locks, migrations, LISTEN/NOTIFY) are
+//! switched on [`Backend`] here, not in the application layer.
+
+pub(crate) mod events;
+pub(crate) mod floating_ips;
+mod idempotency;
+pub(crate) mod instances;
+mod networks;
+pub(crate) mod pools;
+mod tokens;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyConnection, AnyPool};
+
+pub use events::EventRow;
+pub use floating_ips::{FloatingIpFilter, FloatingIpRow, NewFloatingIp};
+pub use idempotency::IdempotencyRecord;
+pub use instances::InstanceRow;
+pub use networks::NetworkRow;
+pub use pools::PoolRow;
+pub use tokens::TokenRow;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL {0:?} is neither postgres:// nor sqlite:")]
+    UnsupportedUrl(String),
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored row is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unique constraint violated")]
+    Unique,
+    #[error("pool overlaps another pool on the network")]
+    PoolOverlap,
+    #[error("row is still referenced")]
+    ForeignKey,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Turns constraint violations into variants the application layer can
+/// match on; everything else stays an opaque database error.
+pub(crate) fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let msg = db.message();
+        if msg.contains("pool_overlap") {
+            return StoreError::PoolOverlap;
+        }
+        if db.is_unique_violation() {
+            return StoreError::Unique;
+        }
+        if db.is_foreign_key_violation() {
+            return StoreError::ForeignKey;
+        }
+    }
+    StoreError::Database(e)
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects to `url` (`postgres://…` or `sqlite:…`), creating an SQLite
+    /// file if it does not exist yet.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let pool = match backend {
+            Backend::Postgres => {
+                let opts = AnyConnectOptions::from_str(url)?;
+                AnyPoolOptions::new()
+                    .max_connections(32)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts)
+                    .await?
+            }
+            Backend::Sqlite => {
+                // One connection: SQLite allows one writer at a time, and a
+                // single connection turns every would-be SQLITE_BUSY into a
+                // queue in the pool. WAL keeps readers of other processes
+                // (backups, sqlite3 shell) out of our way.
+                let url = with_sqlite_params(url);
+                let opts = AnyConnectOptions::from_str(&url)?;
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            for pragma in [
+                                "PRAGMA foreign_keys = ON",
+                                "PRAGMA journal_mode = WAL",
+                                "PRAGMA synchronous = NORMAL",
+                                "PRAGMA busy_timeout = 5000",
+                            ] {
+                                sqlx::query(pragma).execute(&mut *conn).await?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await?
+            }
+        };
+        Ok(Self { pool, backend })
+    }
+
+    /// The default database: an SQLite file inside the data directory.
+    pub fn sqlite_url_for(data_dir: &Path) -> String {
+        format!("sqlite://{}", data_dir.join("fipd.db").display())
+    }
+
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator.run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// `FOR UPDATE` on PostgreSQL; SQLite has no row locks and needs none,
+    /// because its single connection already serialises transactions.
+    pub(crate) fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Adds `mode=rwc` so a fresh data directory gets its database created.
+fn with_sqlite_params(url: &str) -> String {
+    if url.contains('?') || url == "sqlite::memory:" {
+        url.to_owned()
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// Milliseconds since the Unix epoch: the stored form of every instant.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The connection type every multi-statement operation passes around, so
+/// the caller decides the transaction boundary.
+pub type Conn = AnyConnection;
