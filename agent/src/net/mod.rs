@@ -1,0 +1,6 @@
+//! Kernel-facing pieces: netlink, DAD watching, NA sending, sysctls.
+
+pub mod dad;
+pub mod na;
+pub mod netlink;
+pub mod sysctl;
