@@ -283,7 +283,7 @@ mod tests {
     #[test]
     fn desired_and_dadfailed_is_removed_then_added_again() {
         let failed = seen("eth0", X, 128, F::Dadfailed | F::Tentative, true);
-        let p = plan(&[want("eth0", X)], &[failed.clone()]);
+        let p = plan(&[want("eth0", X)], std::slice::from_ref(&failed));
         assert_eq!(p.to_remove, vec![failed]);
         assert_eq!(p.to_add, vec![want("eth0", X)]);
         assert!(p.unchanged.is_empty());
@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn desired_with_other_prefix_length_is_replaced() {
         let wide = seen("eth0", X, 64, F::Permanent, true);
-        let p = plan(&[want("eth0", X)], &[wide.clone()]);
+        let p = plan(&[want("eth0", X)], std::slice::from_ref(&wide));
         assert_eq!(p.to_remove, vec![wide]);
         assert_eq!(p.to_add, vec![want("eth0", X)]);
     }
@@ -307,13 +307,13 @@ mod tests {
     #[test]
     fn managed_tentative_not_desired_is_removed() {
         let t = seen("eth0", X, 128, F::Tentative, true);
-        assert_eq!(plan(&[], &[t.clone()]).to_remove, vec![t]);
+        assert_eq!(plan(&[], std::slice::from_ref(&t)).to_remove, vec![t]);
     }
 
     #[test]
     fn managed_dadfailed_not_desired_is_removed() {
         let t = seen("eth0", X, 128, F::Dadfailed | F::Tentative, true);
-        assert_eq!(plan(&[], &[t.clone()]).to_remove, vec![t]);
+        assert_eq!(plan(&[], std::slice::from_ref(&t)).to_remove, vec![t]);
     }
 
     #[test]

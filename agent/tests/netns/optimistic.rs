@@ -1,0 +1,74 @@
+//! Issue test 4: with optimistic DAD, X answers pings within 100 ms of the call, long before DAD ends.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::capture::pinger;
+use crate::harness::{v6, Dad, Topo, TopoOpts, DEV, X};
+
+#[test]
+fn optimistic_add_answers_pings_within_100ms_while_dad_still_runs() {
+    // B keeps the kernel's default DAD timing (1–2 s), which is what
+    // optimistic DAD is for.
+    let t = Topo::with(TopoOpts {
+        dad_b: Dad::Default,
+        optimistic_b: true,
+    });
+    // The move of design §4: A held X (C's cache points at A) and removed it.
+    t.a.agent(&["add", "--dev", DEV, X, "--na-count", "0"])
+        .assert_code(0);
+    assert!(pinger(
+        &t.c.ns,
+        v6(X),
+        Duration::from_millis(20),
+        Duration::from_secs(5)
+    )
+    .join()
+    .unwrap()
+    .is_some());
+    t.a.agent(&["del", "--dev", DEV, X]).assert_code(0);
+
+    let ping = pinger(
+        &t.c.ns,
+        v6(X),
+        Duration::from_millis(5),
+        Duration::from_secs(3),
+    );
+    let called = Instant::now();
+    let child =
+        t.b.agent_cmd(&["add", "--dev", DEV, X, "--dad", "optimistic"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    let answered = ping.join().unwrap().expect("X never answered");
+    let run = crate::harness::AgentRun::from(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    let lag = answered - called;
+    assert!(
+        lag < Duration::from_millis(100),
+        "first reply {lag:?} after the call"
+    );
+
+    let lines = run.lines();
+    assert_eq!(lines.len(), 2, "{run:#?}");
+    assert_eq!(lines[0]["outcome"], "optimistic");
+    assert_eq!(lines[0]["na_sent"], 1);
+    assert_eq!(lines[1]["outcome"], "active");
+    let dad_ms = lines[1]["dad_ms"].as_u64().unwrap();
+    assert!(dad_ms >= 900, "default DAD takes 1–2 s, got {dad_ms} ms");
+    assert!(
+        lag < Duration::from_millis(dad_ms),
+        "answered before the DAD verdict"
+    );
+    eprintln!("optimistic: first reply after {lag:?}, dad_ms with default sysctls = {dad_ms}");
+}
+
+#[test]
+fn optimistic_add_is_refused_when_the_interface_has_optimistic_dad_off() {
+    let t = Topo::new();
+    let run = t.b.agent(&["add", "--dev", DEV, X, "--dad", "optimistic"]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("optimistic_dad"), "{}", run.stderr);
+    assert!(!t.b.has_addr(X));
+}
