@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 use crate::addr::FloatingAddr;
-use crate::error::{AgentError, EXIT_DAD_FAILED, EXIT_FAILURE};
+use crate::error::{AgentError, EXIT_BAD_INPUT, EXIT_DAD_FAILED};
 use crate::manager::{AddOptions, AddressManager, DadMode, NaOptions, Outcome};
 
 /// Floating IPv6 host agent.
@@ -278,5 +278,11 @@ async fn check(mgr: &AddressManager, a: CheckArgs) -> Result<i32, AgentError> {
         eprintln!("fip-agent: warning: {w}");
     }
     emit(&r);
-    Ok(if r.ipv6.disable_ipv6 { EXIT_FAILURE } else { 0 })
+    // An interface that cannot take IPv6 addresses fails the preflight the
+    // same way `add` on it would: as bad input.
+    Ok(if r.ipv6.disable_ipv6 {
+        EXIT_BAD_INPUT
+    } else {
+        0
+    })
 }

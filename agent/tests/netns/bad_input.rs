@@ -82,3 +82,13 @@ fn interface_with_ipv6_disabled_is_bad_input() {
     let out = ip(&["-n", &t.a.ns, "-6", "addr", "show", "dev", "dum0"]);
     assert!(!out.contains("2001:db8"), "{out}");
 }
+
+#[test]
+fn check_of_an_interface_with_ipv6_disabled_fails_as_bad_input() {
+    let t = Topo::new();
+    sysctl(&t.a.ns, &format!("ipv6/conf/{DEV}/disable_ipv6"), "1");
+    let run = t.a.agent(&["check", "--dev", DEV]);
+    run.assert_code(2);
+    assert_eq!(run.last()["disable_ipv6"], true);
+    assert!(run.stderr.contains("IPv6 is disabled"), "{}", run.stderr);
+}

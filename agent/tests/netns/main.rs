@@ -13,3 +13,4 @@ mod idempotence;
 mod lifetimes;
 mod moves;
 mod optimistic;
+mod reconcile;

@@ -96,7 +96,7 @@ fn clean_move_repoints_the_client_to_b_within_100ms_of_the_first_na() {
         "C switched {lag:?} after the first NA"
     );
     assert!(
-        first_na.saturating_duration_since(switched) < Duration::from_millis(20),
+        first_na.saturating_duration_since(switched) < Duration::from_millis(50),
         "C switched before the first NA arrived: something else repointed it"
     );
     assert_eq!(t.c.neigh(X).unwrap().0, t.b.mac);
