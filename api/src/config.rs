@@ -81,7 +81,10 @@ impl Settings {
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default listen address")),
             data_dir,
             database_url,
-            admin_token: cli.admin_token.or(file.admin_token).filter(|t| !t.is_empty()),
+            admin_token: cli
+                .admin_token
+                .or(file.admin_token)
+                .filter(|t| !t.is_empty()),
             quarantine_ms: cli
                 .quarantine_ms
                 .or(file.quarantine_ms)

@@ -9,7 +9,11 @@ use fipd::config::{FileConfig, Overrides, Settings};
 use fipd::http::error::error_chain;
 
 #[derive(Parser)]
-#[command(name = "fipd", version, about = "Floating IPv6 control plane API server")]
+#[command(
+    name = "fipd",
+    version,
+    about = "Floating IPv6 control plane API server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -56,7 +56,10 @@ pub fn admin_token(settings: &Settings) -> Result<String, ServeError> {
     }
     let token = generate_secret("fipa_");
     write_secret(&path, &token).map_err(err)?;
-    println!("Generated the admin token (shown once; stored in {}):", path.display());
+    println!(
+        "Generated the admin token (shown once; stored in {}):",
+        path.display()
+    );
     println!("{token}");
     Ok(token)
 }
@@ -83,6 +86,9 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
             quarantine_ms: i64::try_from(settings.quarantine_ms).unwrap_or(i64::MAX),
         }),
     };
+    // Install the signal handler before announcing readiness, so a SIGTERM
+    // that arrives right after start-up drains instead of killing us.
+    let shutdown = shutdown_signal()?;
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| ServeError::Listen(settings.listen, e))?;
@@ -94,7 +100,7 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
 
     let janitor = tokio::spawn(janitor(app.clone()));
     axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Serve)?;
     janitor.abort();
@@ -109,7 +115,11 @@ async fn janitor(app: App) {
     loop {
         tick.tick().await;
         let now = now_ms();
-        if let Err(e) = app.store.purge_released(now - app.config.quarantine_ms).await {
+        if let Err(e) = app
+            .store
+            .purge_released(now - app.config.quarantine_ms)
+            .await
+        {
             tracing::warn!(error = %http::error::error_chain(&e), "purging released addresses failed");
         }
         if let Err(e) = app
@@ -122,13 +132,18 @@ async fn janitor(app: App) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or SIGINT. The handlers are registered when this is
+/// called, not when the future is first polled.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, ServeError> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        // Both arms only wait for a signal; dropping the other is harmless.
-        _ = term.recv() => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
-    tracing::info!("shutdown requested; draining in-flight requests");
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Serve)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Serve)?;
+    Ok(async move {
+        tokio::select! {
+            // Both arms only wait for a signal; dropping the other is harmless.
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        tracing::info!("shutdown requested; draining in-flight requests");
+    })
 }

@@ -117,7 +117,10 @@ async fn find_gap(
                     return Ok(Some(x));
                 }
                 if k == x {
-                    match x.checked_add(1).and_then(|n| space.next_allowed(n, seg.last)) {
+                    match x
+                        .checked_add(1)
+                        .and_then(|n| space.next_allowed(n, seg.last))
+                    {
                         Some(n) => x = n,
                         None => continue 'segments,
                     }

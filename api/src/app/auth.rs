@@ -12,7 +12,10 @@ pub enum Principal {
     Admin,
     /// Sees and changes only its project's floating IPs and instances; reads
     /// networks and pools.
-    Project { project_id: ProjectId, token_id: String },
+    Project {
+        project_id: ProjectId,
+        token_id: String,
+    },
 }
 
 impl Principal {
@@ -81,8 +84,9 @@ impl App {
         }
         match self.store.token_by_hash(&hash).await? {
             Some(row) => Ok(Principal::Project {
-                project_id: ProjectId::parse(&row.project_id)
-                    .map_err(|e| crate::store::StoreError::Corrupt(format!("token project: {e}")))?,
+                project_id: ProjectId::parse(&row.project_id).map_err(|e| {
+                    crate::store::StoreError::Corrupt(format!("token project: {e}"))
+                })?,
                 token_id: row.id,
             }),
             None => Err(AppError::Unauthenticated),

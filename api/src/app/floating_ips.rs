@@ -47,7 +47,10 @@ fn check_if_match(if_match: Option<IfMatch>, current: i64) -> AppResult<()> {
 }
 
 fn no_such_instance() -> AppError {
-    AppError::invalid("instance_id", "no such instance in the floating IP's project")
+    AppError::invalid(
+        "instance_id",
+        "no such instance in the floating IP's project",
+    )
 }
 
 /// Appends an event with a JSON detail object.
@@ -59,17 +62,32 @@ pub(crate) async fn log(
     revision: i64,
     detail: serde_json::Value,
 ) -> AppResult<()> {
-    events::append(conn, fip, now_ms(), kind, host, revision, &detail.to_string()).await?;
+    events::append(
+        conn,
+        fip,
+        now_ms(),
+        kind,
+        host,
+        revision,
+        &detail.to_string(),
+    )
+    .await?;
     Ok(())
 }
 
 impl App {
     pub async fn fip_create(&self, who: &Principal, new: NewFip) -> AppResult<FloatingIpRow> {
         let project = who.owning_project(new.project_id)?;
-        let pools = self.candidate_pools(&new.network_id, &new.pool_id, new.address).await?;
+        let pools = self
+            .candidate_pools(&new.network_id, &new.pool_id, new.address)
+            .await?;
         let instance = match &new.instance_id {
             Some(id) => {
-                let inst = self.store.instance_get(id).await?.ok_or_else(no_such_instance)?;
+                let inst = self
+                    .store
+                    .instance_get(id)
+                    .await?
+                    .ok_or_else(no_such_instance)?;
                 if inst.project_id != project.as_str() {
                     return Err(no_such_instance());
                 }
@@ -99,7 +117,15 @@ impl App {
             Some(addr) => self.claim_address(&pools[0], &template, addr).await?,
             None => self.allocate_anywhere(&pools, &template).await?,
         };
-        log(&mut tx, &template.id, "allocated", None, 1, json!({ "address": addr.to_string() })).await?;
+        log(
+            &mut tx,
+            &template.id,
+            "allocated",
+            None,
+            1,
+            json!({ "address": addr.to_string() }),
+        )
+        .await?;
         if let Some(inst) = &instance {
             floating_ips::set_bindings(&mut tx, &template.id, Some(&inst.host), 1, now).await?;
             log(
@@ -135,7 +161,10 @@ impl App {
                     .await?
                     .ok_or_else(|| AppError::invalid("pool_id", "no such pool"))?;
                 if network_id.as_ref().is_some_and(|n| n != &row.network_id) {
-                    return Err(AppError::invalid("pool_id", "the pool is not on network_id"));
+                    return Err(AppError::invalid(
+                        "pool_id",
+                        "the pool is not on network_id",
+                    ));
                 }
                 vec![Pool::from_row(row)?]
             }
@@ -152,7 +181,10 @@ impl App {
                     .collect::<Result<Vec<_>, _>>()?
             }
             (None, None) => {
-                return Err(AppError::invalid("network_id", "network_id or pool_id is required"))
+                return Err(AppError::invalid(
+                    "network_id",
+                    "network_id or pool_id is required",
+                ))
             }
         };
         if let Some(addr) = address {
@@ -164,12 +196,19 @@ impl App {
                 ));
             }
         } else if pools.is_empty() {
-            return Err(AppError::conflict("pool_exhausted", "the network has no pools"));
+            return Err(AppError::conflict(
+                "pool_exhausted",
+                "the network has no pools",
+            ));
         }
         Ok(pools)
     }
 
-    async fn allocate_anywhere(&self, pools: &[Pool], template: &NewFloatingIp) -> AppResult<(Tx, u128)> {
+    async fn allocate_anywhere(
+        &self,
+        pools: &[Pool],
+        template: &NewFloatingIp,
+    ) -> AppResult<(Tx, u128)> {
         for pool in pools {
             let t = NewFloatingIp {
                 network_id: pool.row.network_id.clone(),
@@ -186,7 +225,12 @@ impl App {
         ))
     }
 
-    async fn claim_address(&self, pool: &Pool, template: &NewFloatingIp, addr: Ipv6Addr) -> AppResult<(Tx, u128)> {
+    async fn claim_address(
+        &self,
+        pool: &Pool,
+        template: &NewFloatingIp,
+        addr: Ipv6Addr,
+    ) -> AppResult<(Tx, u128)> {
         let a = u128::from(addr);
         if let Some(why) = pool.space.refusal(a) {
             return Err(AppError::invalid("address", format!("{addr} is {why}")));
@@ -206,8 +250,14 @@ impl App {
             Ok(()) => Ok((tx, a)),
             Err(StoreError::Unique) => {
                 drop(tx);
-                let mut conn = self.store.pool().acquire().await.map_err(StoreError::from)?;
-                let detail = match floating_ips::holder_of(&mut conn, &new.network_id, &key).await? {
+                let mut conn = self
+                    .store
+                    .pool()
+                    .acquire()
+                    .await
+                    .map_err(StoreError::from)?;
+                let detail = match floating_ips::holder_of(&mut conn, &new.network_id, &key).await?
+                {
                     Some(false) => format!(
                         "{addr} was released recently and is still held by a host or in quarantine"
                     ),
@@ -234,7 +284,11 @@ impl App {
         page: &PageRequest,
     ) -> AppResult<(Vec<FloatingIpRow>, Option<String>)> {
         if let Some(own) = who.project() {
-            if filter.project_id.as_deref().is_some_and(|p| p != own.as_str()) {
+            if filter
+                .project_id
+                .as_deref()
+                .is_some_and(|p| p != own.as_str())
+            {
                 return Ok((Vec::new(), None));
             }
             filter.project_id = Some(own.to_string());
@@ -292,7 +346,10 @@ impl App {
                         "reassociated",
                         json!({ "instance_id": i, "previous_instance_id": old, "previous_host": row.host }),
                     ),
-                    (Some(old), None) => ("disassociated", json!({ "previous_instance_id": old, "previous_host": row.host })),
+                    (Some(old), None) => (
+                        "disassociated",
+                        json!({ "previous_instance_id": old, "previous_host": row.host }),
+                    ),
                     (None, None) => unreachable!("unchanged"),
                 };
                 row.instance_id = wanted.clone();
@@ -320,7 +377,17 @@ impl App {
                 floating_ips::set_bindings(&mut tx, id, host.as_deref(), row.revision, now).await?;
                 log(&mut tx, id, kind, host.as_deref(), row.revision, detail).await?;
             }
-            None => log(&mut tx, id, "updated", None, row.revision, json!({ "description": row.description })).await?,
+            None => {
+                log(
+                    &mut tx,
+                    id,
+                    "updated",
+                    None,
+                    row.revision,
+                    json!({ "description": row.description }),
+                )
+                .await?
+            }
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(row)
@@ -328,7 +395,12 @@ impl App {
 
     /// Deletes a floating IP. Its address stays out of the pool until every
     /// host that may hold it has confirmed removal, plus the quarantine.
-    pub async fn fip_delete(&self, who: &Principal, id: &str, if_match: Option<IfMatch>) -> AppResult<()> {
+    pub async fn fip_delete(
+        &self,
+        who: &Principal,
+        id: &str,
+        if_match: Option<IfMatch>,
+    ) -> AppResult<()> {
         let mut tx = self.store.begin().await?;
         let row = floating_ips::get_for_update(&mut tx, &self.store, id)
             .await?
@@ -341,7 +413,15 @@ impl App {
         let holders = floating_ips::holders(&mut tx, id).await?;
         let released = holders.is_empty().then_some(now);
         floating_ips::mark_deleted(&mut tx, id, revision, now, released).await?;
-        log(&mut tx, id, "deleted", None, revision, json!({ "address": row.address })).await?;
+        log(
+            &mut tx,
+            id,
+            "deleted",
+            None,
+            revision,
+            json!({ "address": row.address }),
+        )
+        .await?;
         if released.is_some() {
             log(
                 &mut tx,

@@ -22,7 +22,11 @@ pub struct InstancePatch {
 }
 
 impl App {
-    pub async fn instance_create(&self, who: &Principal, new: NewInstance) -> AppResult<InstanceRow> {
+    pub async fn instance_create(
+        &self,
+        who: &Principal,
+        new: NewInstance,
+    ) -> AppResult<InstanceRow> {
         let project = who.owning_project(new.project_id)?;
         let now = now_ms();
         let row = InstanceRow {
@@ -64,7 +68,12 @@ impl App {
         };
         let rows = self
             .store
-            .instance_list(page.after.as_deref(), project, host.map(HostName::as_str), page.limit + 1)
+            .instance_list(
+                page.after.as_deref(),
+                project,
+                host.map(HostName::as_str),
+                page.limit + 1,
+            )
             .await?;
         Ok(paginate(rows, page.limit, |r| r.id.clone()))
     }
@@ -97,8 +106,14 @@ impl App {
                 fip.status = FloatingIpStatus::Pending.as_str().to_owned();
                 fip.status_detail = None;
                 floating_ips::update(&mut tx, &fip).await?;
-                floating_ips::set_bindings(&mut tx, &fip.id, Some(host.as_str()), fip.revision, now)
-                    .await?;
+                floating_ips::set_bindings(
+                    &mut tx,
+                    &fip.id,
+                    Some(host.as_str()),
+                    fip.revision,
+                    now,
+                )
+                .await?;
                 log(
                     &mut tx,
                     &fip.id,

@@ -45,7 +45,11 @@ pub struct PageRequest {
 
 /// Fetch `limit + 1` rows and call this: it trims the extra row and turns
 /// its presence into the next page token (the last returned row's key).
-pub fn paginate<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+pub fn paginate<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     if rows.len() > limit {
         rows.truncate(limit);

@@ -10,7 +10,10 @@ pub struct NetworkPatch {
 }
 
 fn name_taken(name: &Name) -> AppError {
-    AppError::conflict("name_taken", format!("a network named {name:?} already exists"))
+    AppError::conflict(
+        "name_taken",
+        format!("a network named {name:?} already exists"),
+    )
 }
 
 impl App {
@@ -49,7 +52,11 @@ impl App {
     ) -> AppResult<(Vec<NetworkRow>, Option<String>)> {
         let rows = self
             .store
-            .network_list(page.after.as_deref(), name.map(Name::as_str), page.limit + 1)
+            .network_list(
+                page.after.as_deref(),
+                name.map(Name::as_str),
+                page.limit + 1,
+            )
             .await?;
         Ok(paginate(rows, page.limit, |r| r.id.clone()))
     }

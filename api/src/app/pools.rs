@@ -24,7 +24,8 @@ impl Pool {
             serde_json::from_str(&row.ranges).map_err(|_| corrupt("ranges"))?;
         let reserved: Vec<Ipv6Addr> =
             serde_json::from_str(&row.reserved).map_err(|_| corrupt("reserved"))?;
-        let space = PoolSpace::new(prefix, Some(&ranges), &reserved).map_err(|_| corrupt("space"))?;
+        let space =
+            PoolSpace::new(prefix, Some(&ranges), &reserved).map_err(|_| corrupt("space"))?;
         Ok(Self { row, space })
     }
 }
@@ -84,7 +85,11 @@ impl App {
     }
 
     pub async fn pool_get(&self, id: &str) -> AppResult<Pool> {
-        let row = self.store.pool_get(id).await?.ok_or(AppError::NotFound("pool"))?;
+        let row = self
+            .store
+            .pool_get(id)
+            .await?
+            .ok_or(AppError::NotFound("pool"))?;
         Ok(Pool::from_row(row)?)
     }
 

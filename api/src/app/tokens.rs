@@ -45,7 +45,10 @@ impl App {
         page: &PageRequest,
     ) -> AppResult<(Vec<TokenRow>, Option<String>)> {
         who.require_admin()?;
-        let rows = self.store.token_list(page.after.as_deref(), page.limit + 1).await?;
+        let rows = self
+            .store
+            .token_list(page.after.as_deref(), page.limit + 1)
+            .await?;
         Ok(paginate(rows, page.limit, |r| r.id.clone()))
     }
 

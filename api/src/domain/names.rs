@@ -139,7 +139,9 @@ impl Description {
             return Err(NameError::TooLong(Self::MAX));
         }
         if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(NameError::BadChar("printable characters, newlines and tabs"));
+            return Err(NameError::BadChar(
+                "printable characters, newlines and tabs",
+            ));
         }
         Ok(Self(s.to_owned()))
     }

@@ -153,7 +153,7 @@ impl PoolSpace {
     pub fn is_structurally_excluded(&self, addr: u128) -> bool {
         let iid = addr & IID_MASK;
         RESERVED_IIDS.iter().any(|&(a, b)| (a..=b).contains(&iid))
-            || (self.prefix.len() <= 126 && addr == self.prefix.network())
+            || (self.prefix.prefix_len() <= 126 && addr == self.prefix.network())
     }
 
     /// Why `addr` cannot be allocated, if it cannot: outside the ranges, a
@@ -184,7 +184,7 @@ impl PoolSpace {
                 excluded += count_iid_in(r.first, r.last, a, b);
             }
             let net = self.prefix.network();
-            if self.prefix.len() <= 126
+            if self.prefix.prefix_len() <= 126
                 && (r.first..=r.last).contains(&net)
                 && !iid_reserved(net)
             {
@@ -215,7 +215,8 @@ impl PoolSpace {
                 x = skip.checked_add(1)?;
                 continue;
             }
-            if (self.prefix.len() <= 126 && x == self.prefix.network()) || self.reserved.contains(&x)
+            if (self.prefix.prefix_len() <= 126 && x == self.prefix.network())
+                || self.reserved.contains(&x)
             {
                 x = x.checked_add(1)?;
                 continue;
@@ -363,14 +364,20 @@ mod tests {
         );
         // ::0 is already excluded structurally; ::5 is listed twice.
         assert_eq!(s.capacity(), 253);
-        assert_eq!(s.refusal(a("2001:db8::5")), Some("on the pool's reserved list"));
+        assert_eq!(
+            s.refusal(a("2001:db8::5")),
+            Some("on the pool's reserved list")
+        );
     }
 
     #[test]
     fn ranges_restrict_allocation() {
         let s = space(
             "2001:db8::/64",
-            Some(&[("2001:db8::10", "2001:db8::1f"), ("2001:db8::100", "2001:db8::100")]),
+            Some(&[
+                ("2001:db8::10", "2001:db8::1f"),
+                ("2001:db8::100", "2001:db8::100"),
+            ]),
             &[],
         );
         assert_eq!(s.capacity(), 17);
@@ -380,17 +387,28 @@ mod tests {
 
     #[test]
     fn ranges_outside_the_cidr_are_rejected_by_index() {
-        let e = try_space("2001:db8::/120", Some(&[("2001:db8::1", "2001:db8::1:0")]), &[]);
+        let e = try_space(
+            "2001:db8::/120",
+            Some(&[("2001:db8::1", "2001:db8::1:0")]),
+            &[],
+        );
         assert!(matches!(e, Err(PoolSpaceError::RangeOutside(0, _))));
     }
 
     #[test]
     fn inverted_and_overlapping_ranges_are_rejected() {
-        let e = try_space("2001:db8::/120", Some(&[("2001:db8::9", "2001:db8::1")]), &[]);
+        let e = try_space(
+            "2001:db8::/120",
+            Some(&[("2001:db8::9", "2001:db8::1")]),
+            &[],
+        );
         assert_eq!(e, Err(PoolSpaceError::RangeInverted(0)));
         let e = try_space(
             "2001:db8::/120",
-            Some(&[("2001:db8::20", "2001:db8::30"), ("2001:db8::1", "2001:db8::20")]),
+            Some(&[
+                ("2001:db8::20", "2001:db8::30"),
+                ("2001:db8::1", "2001:db8::20"),
+            ]),
             &[],
         );
         assert_eq!(e, Err(PoolSpaceError::RangesOverlap(0, 1)));
@@ -409,7 +427,10 @@ mod tests {
     #[test]
     fn next_allowed_skips_reserved_blocks_without_enumerating() {
         let s = space("2001:db8::/63", None, &["2001:db8::1"]);
-        assert_eq!(s.next_allowed(a("2001:db8::"), a("2001:db8::ff")), Some(a("2001:db8::2")));
+        assert_eq!(
+            s.next_allowed(a("2001:db8::"), a("2001:db8::ff")),
+            Some(a("2001:db8::2"))
+        );
         // From inside the top block of the first /64 straight to ::1 of the next.
         let from = a("2001:db8::ffff:ffff:ffff:ff90");
         assert_eq!(
@@ -421,7 +442,11 @@ mod tests {
 
     #[test]
     fn random_candidates_are_allocatable_or_none() {
-        let s = space("2001:db8::/120", Some(&[("2001:db8::", "2001:db8::3")]), &["2001:db8::2"]);
+        let s = space(
+            "2001:db8::/120",
+            Some(&[("2001:db8::", "2001:db8::3")]),
+            &["2001:db8::2"],
+        );
         let picks: Vec<Option<u128>> = (0..8).map(|r| s.random_candidate(r)).collect();
         assert_eq!(picks[0], None); // ::0, subnet-router anycast
         assert_eq!(picks[1], Some(a("2001:db8::1")));
@@ -434,7 +459,10 @@ mod tests {
     fn scan_segments_wrap_around_from_the_start_point() {
         let s = space(
             "2001:db8::/64",
-            Some(&[("2001:db8::10", "2001:db8::1f"), ("2001:db8::100", "2001:db8::10f")]),
+            Some(&[
+                ("2001:db8::10", "2001:db8::1f"),
+                ("2001:db8::100", "2001:db8::10f"),
+            ]),
             &[],
         );
         let segs = s.scan_segments(a("2001:db8::18"));

@@ -35,7 +35,11 @@ pub enum PrefixError {
 
 /// Blocks a pool may not overlap, with the name an operator recognises.
 const SPECIAL: &[(u128, u8, &str)] = &[
-    (0, 96, "inside ::/96 (unspecified, loopback and IPv4-compatible)"),
+    (
+        0,
+        96,
+        "inside ::/96 (unspecified, loopback and IPv4-compatible)",
+    ),
     (0xffff << 32, 96, "inside ::ffff:0:0/96 (IPv4-mapped)"),
     (0xfe80 << 112, 10, "link-local (fe80::/10)"),
     (0xff00 << 112, 8, "multicast (ff00::/8)"),
@@ -64,7 +68,10 @@ impl Ipv6Prefix {
         }
         let prefix = Self { network, len };
         for &(net, l, what) in SPECIAL {
-            if prefix.overlaps(&Self { network: net, len: l }) {
+            if prefix.overlaps(&Self {
+                network: net,
+                len: l,
+            }) {
                 return Err(PrefixError::Special(what));
             }
         }
@@ -75,7 +82,7 @@ impl Ipv6Prefix {
         self.network
     }
 
-    pub fn len(&self) -> u8 {
+    pub fn prefix_len(&self) -> u8 {
         self.len
     }
 
@@ -129,7 +136,7 @@ mod tests {
     fn documentation_prefix_parses_and_prints_canonically() {
         let x = p("2001:0db8:0100::/64").unwrap();
         assert_eq!(x.to_string(), "2001:db8:100::/64");
-        assert_eq!(x.len(), 64);
+        assert_eq!(x.prefix_len(), 64);
     }
 
     #[test]

@@ -57,16 +57,22 @@ impl ApiError {
 impl From<AppError> for ApiError {
     fn from(e: AppError) -> Self {
         match e {
-            AppError::NotFound(what) => {
-                Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
-            }
-            e @ AppError::Invalid { .. } => {
-                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", e.to_string())
-            }
+            AppError::NotFound(what) => Self::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{what} not found"),
+            ),
+            e @ AppError::Invalid { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_field",
+                e.to_string(),
+            ),
             AppError::Conflict { code, detail } => Self::new(StatusCode::CONFLICT, code, detail),
-            e @ AppError::RevisionMismatch { .. } => {
-                Self::new(StatusCode::PRECONDITION_FAILED, "revision_mismatch", e.to_string())
-            }
+            e @ AppError::RevisionMismatch { .. } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "revision_mismatch",
+                e.to_string(),
+            ),
             e @ AppError::Unauthenticated => {
                 Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
             }
@@ -116,11 +122,7 @@ impl IntoResponse for ApiError {
         let request_id = REQUEST_ID.try_with(Clone::clone).unwrap_or_default();
         let problem = Problem {
             type_: format!("urn:fipd:problem:{}", self.code),
-            title: self
-                .status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_owned(),
+            title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
             detail: self.detail,
             code: self.code.to_owned(),

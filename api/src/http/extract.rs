@@ -156,7 +156,14 @@ mod tests {
 
     #[test]
     fn if_match_rejects_garbage() {
-        for s in ["", "\"\"", "\"abc\"", "-1", "\"3", "99999999999999999999999"] {
+        for s in [
+            "",
+            "\"\"",
+            "\"abc\"",
+            "-1",
+            "\"3",
+            "99999999999999999999999",
+        ] {
             assert_eq!(parse_if_match(s), None, "{s}");
         }
     }

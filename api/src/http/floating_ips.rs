@@ -7,7 +7,9 @@ use uuid::Uuid;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Auth, IfMatchHeader, Json, Path, Query};
-use super::model::{Event, FloatingIp, FloatingIpCreate, FloatingIpListParams, FloatingIpUpdate, Page, PageParams};
+use super::model::{
+    Event, FloatingIp, FloatingIpCreate, FloatingIpListParams, FloatingIpUpdate, Page, PageParams,
+};
 use super::{page, validate_limit};
 use crate::app::floating_ips::{FipPatch, NewFip};
 use crate::app::App;
@@ -16,7 +18,8 @@ use crate::store::{FloatingIpFilter, FloatingIpRow};
 
 /// The representation plus `ETag: "<revision>"` for `If-Match`.
 fn with_etag(status: StatusCode, row: FloatingIpRow) -> Response {
-    let etag = HeaderValue::from_str(&format!("\"{}\"", row.revision)).expect("digits are a valid header");
+    let etag =
+        HeaderValue::from_str(&format!("\"{}\"", row.revision)).expect("digits are a valid header");
     let mut resp = (status, axum::Json(FloatingIp::from(row))).into_response();
     resp.headers_mut().insert(header::ETAG, etag);
     resp
@@ -119,7 +122,9 @@ pub async fn floating_ip_update(
         instance_id: body.instance_id.map(|o| o.map(|u| u.to_string())),
         description: body.description,
     };
-    let row = app.fip_update(&who, &id.to_string(), if_match, patch).await?;
+    let row = app
+        .fip_update(&who, &id.to_string(), if_match, patch)
+        .await?;
     Ok(with_etag(StatusCode::OK, row))
 }
 

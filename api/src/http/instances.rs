@@ -72,7 +72,9 @@ pub async fn instance_view(
     Auth(who): Auth,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Instance>> {
-    Ok(axum::Json(app.instance_get(&who, &id.to_string()).await?.into()))
+    Ok(axum::Json(
+        app.instance_get(&who, &id.to_string()).await?.into(),
+    ))
 }
 
 /// Rename an instance or record its migration to another host; its
@@ -97,7 +99,11 @@ pub async fn instance_update(
         name: body.name,
         host: body.host,
     };
-    Ok(axum::Json(app.instance_update(&who, &id.to_string(), patch).await?.into()))
+    Ok(axum::Json(
+        app.instance_update(&who, &id.to_string(), patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete an instance with no floating IPs associated.

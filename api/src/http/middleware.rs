@@ -39,7 +39,10 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
     let mut resp = REQUEST_ID
-        .scope(id.clone(), tracing::Instrument::instrument(next.run(req), span.clone()))
+        .scope(
+            id.clone(),
+            tracing::Instrument::instrument(next.run(req), span.clone()),
+        )
         .await;
     let elapsed = started.elapsed();
     let status = resp.status();
@@ -50,7 +53,11 @@ pub async fn request_context(req: Request, next: Next) -> Response {
         "method" => method.to_string(), "route" => route)
     .record(elapsed.as_secs_f64());
     span.in_scope(|| {
-        tracing::info!(status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, "handled");
+        tracing::info!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            "handled"
+        );
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(REQUEST_ID_HEADER, v);
@@ -103,7 +110,11 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
     hasher.update(parts.uri.path().as_bytes());
     hasher.update([0]);
     hasher.update(&bytes);
-    let hash: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let hash: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let scope = who.scope();
     let now = now_ms();
     let claimed = match app
@@ -141,7 +152,9 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             Err(e) => ApiError::from(crate::app::AppError::from(e)).into_response(),
         };
     }
-    let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let resp = next
+        .run(Request::from_parts(parts, Body::from(bytes)))
+        .await;
     if !resp.status().is_success() {
         if let Err(e) = app.store.idempotency_release(&scope, &key).await {
             tracing::warn!(error = %error_chain(&e), "could not release idempotency key");
@@ -153,8 +166,12 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "could not buffer response for idempotency record");
-            return ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
-                .into_response();
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response();
         }
     };
     let text = String::from_utf8_lossy(&body).into_owned();
@@ -174,8 +191,10 @@ fn replay(status: i64, body: String) -> Response {
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
     let mut resp = (status, body).into_response();
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
     resp

@@ -56,26 +56,43 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut OpenApiDoc) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
 fn api_router() -> OpenApiRouter<App> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(networks::network_create, networks::network_list))
-        .routes(routes!(networks::network_view, networks::network_update, networks::network_delete))
+        .routes(routes!(
+            networks::network_view,
+            networks::network_update,
+            networks::network_delete
+        ))
         .routes(routes!(pools::pool_create, pools::pool_list))
         .routes(routes!(pools::pool_view, pools::pool_delete))
         .routes(routes!(pools::pool_usage))
-        .routes(routes!(floating_ips::floating_ip_create, floating_ips::floating_ip_list))
+        .routes(routes!(
+            floating_ips::floating_ip_create,
+            floating_ips::floating_ip_list
+        ))
         .routes(routes!(
             floating_ips::floating_ip_view,
             floating_ips::floating_ip_update,
             floating_ips::floating_ip_delete
         ))
         .routes(routes!(floating_ips::floating_ip_events))
-        .routes(routes!(instances::instance_create, instances::instance_list))
-        .routes(routes!(instances::instance_view, instances::instance_update, instances::instance_delete))
+        .routes(routes!(
+            instances::instance_create,
+            instances::instance_list
+        ))
+        .routes(routes!(
+            instances::instance_view,
+            instances::instance_update,
+            instances::instance_delete
+        ))
         .routes(routes!(tokens::token_create, tokens::token_list))
         .routes(routes!(tokens::token_delete))
         .routes(routes!(ops::health_view))
@@ -90,7 +107,9 @@ pub fn openapi() -> OpenApiDoc {
     for path in ["/healthz", "/readyz", "/metrics"] {
         if let Some(item) = doc.paths.paths.get_mut(path) {
             if let Some(op) = item.get.as_mut() {
-                op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::default()]);
+                op.security = Some(vec![
+                    utoipa::openapi::security::SecurityRequirement::default(),
+                ]);
             }
         }
     }
@@ -108,7 +127,10 @@ pub fn router(app: App) -> Router {
         .url("/openapi.json", doc)
         .config(Config::new(["/openapi.json"]).validator_url("none"));
     routes
-        .layer(axum::middleware::from_fn_with_state(app.clone(), middleware::idempotency))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            middleware::idempotency,
+        ))
         .merge(swagger)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -142,7 +164,10 @@ pub(crate) fn validate_limit(limit: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// Validates paging parameters of id-ordered lists.
-pub(crate) fn page(limit: Option<i64>, page_token: Option<String>) -> Result<PageRequest, ApiError> {
+pub(crate) fn page(
+    limit: Option<i64>,
+    page_token: Option<String>,
+) -> Result<PageRequest, ApiError> {
     let limit = validate_limit(limit)?;
     if let Some(t) = &page_token {
         if uuid::Uuid::parse_str(t).is_err() {

@@ -92,7 +92,11 @@ pub async fn network_update(
         name: body.name,
         description: body.description,
     };
-    Ok(axum::Json(app.network_update(&who, &id.to_string(), patch).await?.into()))
+    Ok(axum::Json(
+        app.network_update(&who, &id.to_string(), patch)
+            .await?
+            .into(),
+    ))
 }
 
 /// Delete a network without pools (admin).

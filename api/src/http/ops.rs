@@ -19,7 +19,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("fipd_http_request_duration_seconds".into()),
-                &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0],
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+                ],
             )
             .expect("bucket list is non-empty")
             .build_recorder();
@@ -75,7 +77,8 @@ pub async fn metrics_view(State(app): State<App>) -> Response {
             let id = row.id.clone();
             if let Ok(pool) = Pool::from_row(row) {
                 // f64 loses precision past 2^53 but Prometheus is f64 anyway.
-                metrics::gauge!("fipd_pool_capacity", "pool_id" => id).set(pool.space.capacity() as f64);
+                metrics::gauge!("fipd_pool_capacity", "pool_id" => id)
+                    .set(pool.space.capacity() as f64);
             }
         }
     }

@@ -144,7 +144,11 @@ pub async fn mark_deleted(
 
 /// Removes tombstones whose quarantine ended before `cutoff` (optionally in
 /// one pool only), with their event logs, so the addresses can be reused.
-pub async fn purge_released(conn: &mut Conn, pool_id: Option<&str>, cutoff: i64) -> StoreResult<u64> {
+pub async fn purge_released(
+    conn: &mut Conn,
+    pool_id: Option<&str>,
+    cutoff: i64,
+) -> StoreResult<u64> {
     const WHICH: &str = "deleted_at IS NOT NULL AND released_at IS NOT NULL \
                          AND released_at <= $1 AND ($2 IS NULL OR pool_id = $2)";
     sqlx::query(&format!(
@@ -226,12 +230,12 @@ pub async fn holder_of(conn: &mut Conn, network_id: &str, key: &str) -> StoreRes
 
 impl Store {
     pub async fn fip_get(&self, id: &str) -> StoreResult<Option<FloatingIpRow>> {
-        Ok(
-            sqlx::query_as(&format!("{SELECT} WHERE f.id = $1 AND f.deleted_at IS NULL"))
-                .bind(id)
-                .fetch_optional(self.pool())
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "{SELECT} WHERE f.id = $1 AND f.deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn fip_list(
@@ -264,7 +268,11 @@ impl Store {
     }
 
     /// Live floating IPs associated with an instance.
-    pub async fn fips_of_instance(&self, conn: &mut Conn, instance_id: &str) -> StoreResult<Vec<FloatingIpRow>> {
+    pub async fn fips_of_instance(
+        &self,
+        conn: &mut Conn,
+        instance_id: &str,
+    ) -> StoreResult<Vec<FloatingIpRow>> {
         Ok(sqlx::query_as(&format!(
             "{SELECT} WHERE f.instance_id = $1 AND f.deleted_at IS NULL ORDER BY f.id"
         ))

@@ -25,12 +25,14 @@ impl Store {
         expired_before: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3")
-            .bind(scope)
-            .bind(key)
-            .bind(expired_before)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3",
+        )
+        .bind(scope)
+        .bind(key)
+        .bind(expired_before)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query(
             "INSERT INTO idempotency_keys (scope, key, request_hash, created_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (scope, key) DO NOTHING",
@@ -45,7 +47,11 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
-    pub async fn idempotency_get(&self, scope: &str, key: &str) -> StoreResult<Option<IdempotencyRecord>> {
+    pub async fn idempotency_get(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> StoreResult<Option<IdempotencyRecord>> {
         Ok(sqlx::query_as(
             "SELECT request_hash, status, response, created_at FROM idempotency_keys \
              WHERE scope = $1 AND key = $2",
@@ -77,11 +83,13 @@ impl Store {
 
     /// Forgets a claim whose request failed, so the client may retry it.
     pub async fn idempotency_release(&self, scope: &str, key: &str) -> StoreResult<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL")
-            .bind(scope)
-            .bind(key)
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(scope)
+        .bind(key)
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 

@@ -17,7 +17,11 @@ pub struct InstanceRow {
 const COLUMNS: &str = "id, name, project_id, host, created_at, updated_at";
 
 /// An instance, locked for the rest of the transaction on PostgreSQL.
-pub async fn get_for_update(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<Option<InstanceRow>> {
+pub async fn get_for_update(
+    conn: &mut Conn,
+    store: &Store,
+    id: &str,
+) -> StoreResult<Option<InstanceRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM instances WHERE id = $1{}",
         store.for_update()
@@ -41,24 +45,28 @@ pub async fn update(conn: &mut Conn, row: &InstanceRow) -> StoreResult<()> {
 impl Store {
     /// `Err(Unique)` when the id is taken.
     pub async fn instance_insert(&self, row: &InstanceRow) -> StoreResult<()> {
-        sqlx::query(&format!("INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"))
-            .bind(&row.id)
-            .bind(&row.name)
-            .bind(&row.project_id)
-            .bind(&row.host)
-            .bind(row.created_at)
-            .bind(row.updated_at)
-            .execute(self.pool())
-            .await
-            .map_err(classify)?;
+        sqlx::query(&format!(
+            "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.project_id)
+        .bind(&row.host)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 
     pub async fn instance_get(&self, id: &str) -> StoreResult<Option<InstanceRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
     }
 
     pub async fn instance_list(

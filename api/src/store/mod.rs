@@ -100,7 +100,7 @@ impl Store {
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)?;
                 AnyPoolOptions::new()
-                    .max_connections(32)
+                    .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(opts)
                     .await?

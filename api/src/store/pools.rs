@@ -100,7 +100,12 @@ impl Store {
         .await?)
     }
 
-    pub async fn pool_counts(&self, id: &str, now: i64, quarantine_ms: i64) -> StoreResult<PoolCounts> {
+    pub async fn pool_counts(
+        &self,
+        id: &str,
+        now: i64,
+        quarantine_ms: i64,
+    ) -> StoreResult<PoolCounts> {
         let (allocated, held): (i64, i64) = sqlx::query_as(
             "SELECT \
                COUNT(CASE WHEN deleted_at IS NULL THEN 1 END), \

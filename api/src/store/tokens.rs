@@ -17,23 +17,27 @@ const COLUMNS: &str = "id, project_id, description, token_hash, created_at";
 
 impl Store {
     pub async fn token_insert(&self, row: &TokenRow) -> StoreResult<()> {
-        sqlx::query(&format!("INSERT INTO tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"))
-            .bind(&row.id)
-            .bind(&row.project_id)
-            .bind(&row.description)
-            .bind(&row.token_hash)
-            .bind(row.created_at)
-            .execute(self.pool())
-            .await
-            .map_err(classify)?;
+        sqlx::query(&format!(
+            "INSERT INTO tokens ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(&row.id)
+        .bind(&row.project_id)
+        .bind(&row.description)
+        .bind(&row.token_hash)
+        .bind(row.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
         Ok(())
     }
 
     pub async fn token_by_hash(&self, hash: &str) -> StoreResult<Option<TokenRow>> {
-        Ok(sqlx::query_as(&format!("SELECT {COLUMNS} FROM tokens WHERE token_hash = $1"))
-            .bind(hash)
-            .fetch_optional(self.pool())
-            .await?)
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM tokens WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?)
     }
 
     pub async fn token_list(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<TokenRow>> {

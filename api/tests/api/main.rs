@@ -1,0 +1,17 @@
+//! fipd's integration tests: one binary, so it links once. Every test runs
+//! a real server on port 0 with a fresh database; tests marked with
+//! `both_backends!` run on SQLite and on PostgreSQL, which makes the API
+//! suite the store's conformance suite.
+
+mod helpers;
+
+mod auth;
+mod concurrency;
+mod errors;
+mod floating_ips;
+mod instances;
+mod networks;
+mod openapi;
+mod ops;
+mod pools;
+mod process;
