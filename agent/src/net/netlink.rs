@@ -377,3 +377,112 @@ fn decode_event(msg: NetlinkMessage<RouteNetlinkMessage>) -> Option<AddrEvent> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_core::ErrorMessage;
+    use rtnetlink::packet_route::address::AddressHeaderFlags;
+
+    fn nl_err(errno: i32) -> rtnetlink::Error {
+        let mut m = ErrorMessage::default();
+        m.code = std::num::NonZeroI32::new(-errno);
+        rtnetlink::Error::NetlinkError(m)
+    }
+
+    fn msg(header: AddressHeaderFlags, attrs: Vec<AddressAttribute>) -> AddressMessage {
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet6;
+        m.header.prefix_len = 128;
+        m.header.index = 7;
+        m.header.flags = header;
+        m.attributes = attrs;
+        m
+    }
+
+    fn x() -> IpAddr {
+        "2001:db8::1".parse().unwrap()
+    }
+
+    #[test]
+    fn flags_from_the_ifa_flags_attribute_are_merged_with_the_header_byte() {
+        // Optimistic travels in IFA_FLAGS on this kernel, tentative in both.
+        let m = msg(
+            AddressHeaderFlags::Tentative,
+            vec![
+                AddressAttribute::Address(x()),
+                AddressAttribute::Flags(AddressFlags::Optimistic | AddressFlags::Tentative),
+            ],
+        );
+        let k = KernelAddr::from_msg(&m).unwrap();
+        assert!(k.flags.tentative() && k.flags.optimistic());
+        assert_eq!(k.flags.names(), vec!["tentative", "optimistic"]);
+    }
+
+    #[test]
+    fn proto_and_finite_lifetimes_are_read_and_forever_is_none() {
+        let mut ci = CacheInfo::default();
+        ci.ifa_valid = 30;
+        ci.ifa_preferred = INFINITY_LIFE_TIME;
+        let m = msg(
+            AddressHeaderFlags::empty(),
+            vec![
+                AddressAttribute::Address(x()),
+                AddressAttribute::Protocol(AddressProtocol::from(0xf1)),
+                AddressAttribute::CacheInfo(ci),
+            ],
+        );
+        let k = KernelAddr::from_msg(&m).unwrap();
+        assert_eq!(k.proto, 0xf1);
+        assert_eq!(k.valid_lft, Some(30));
+        assert_eq!(k.preferred_lft, None);
+        assert_eq!((k.index, k.prefix_len), (7, 128));
+    }
+
+    #[test]
+    fn ipv4_messages_are_not_addresses_of_ours() {
+        let mut m = msg(
+            AddressHeaderFlags::empty(),
+            vec![AddressAttribute::Address(x())],
+        );
+        m.header.family = AddressFamily::Inet;
+        assert!(KernelAddr::from_msg(&m).is_none());
+    }
+
+    #[test]
+    fn enodev_means_no_such_interface() {
+        assert!(matches!(
+            map_error("add the address", "eth9", nl_err(libc::ENODEV)),
+            AgentError::NoSuchInterface(d) if d == "eth9"
+        ));
+    }
+
+    #[test]
+    fn eperm_asks_for_cap_net_admin() {
+        let e = map_error("add the address", "eth0", nl_err(libc::EPERM));
+        assert!(e.to_string().contains("CAP_NET_ADMIN"));
+    }
+
+    #[test]
+    fn eacces_asks_whether_ipv6_is_enabled() {
+        let e = map_error("add the address", "eth0", nl_err(libc::EACCES));
+        assert!(matches!(e, AgentError::Ipv6Disabled { .. }));
+        assert!(e.is_bad_input());
+    }
+
+    #[test]
+    fn eaddrnotavail_says_the_address_is_not_there() {
+        let e = map_error("delete the address", "eth0", nl_err(libc::EADDRNOTAVAIL));
+        assert!(
+            e.to_string()
+                .contains("not (or no longer) configured on eth0"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_errnos_keep_the_netlink_error_as_source() {
+        let e = map_error("add the address", "eth0", nl_err(libc::EIO));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+}

@@ -113,3 +113,62 @@ impl Ipv6Conf {
         w
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Ipv6Conf {
+        Ipv6Conf {
+            accept_dad: 1,
+            dad_transmits: 1,
+            retrans_time_ms: 1000,
+            router_solicitation_delay: 1,
+            optimistic_dad: true,
+            use_optimistic: false,
+            enhanced_dad: true,
+            forwarding: false,
+            disable_ipv6: false,
+            keep_addr_on_down: 1,
+        }
+    }
+
+    #[test]
+    fn a_healthy_interface_has_no_warnings() {
+        assert!(healthy().warnings("eth0").is_empty());
+    }
+
+    #[test]
+    fn dad_off_is_warned_about() {
+        let c = Ipv6Conf {
+            accept_dad: 0,
+            ..healthy()
+        };
+        assert!(c.warnings("eth0")[0].contains("DAD is off"));
+        let c = Ipv6Conf {
+            dad_transmits: 0,
+            ..healthy()
+        };
+        assert!(c.warnings("eth0")[0].contains("no probe"));
+    }
+
+    #[test]
+    fn address_loss_on_link_down_is_warned_about() {
+        let c = Ipv6Conf {
+            keep_addr_on_down: 0,
+            ..healthy()
+        };
+        assert!(c.warnings("eth0")[0].contains("link down"));
+    }
+
+    #[test]
+    fn forwarding_and_missing_optimistic_dad_are_mentioned() {
+        let c = Ipv6Conf {
+            forwarding: true,
+            optimistic_dad: false,
+            ..healthy()
+        };
+        let w = c.warnings("eth0").join("\n");
+        assert!(w.contains("Router flag") && w.contains("optimistic"));
+    }
+}
