@@ -369,7 +369,7 @@ impl AddressManager {
         }
         // Listen first: an address found tentative below may reach its
         // verdict at any moment, and a new add starts DAD at once.
-        let watch = DadWatch::start(&link, addr.addr())?;
+        let watch = DadWatch::start(&self.nl, &link, addr.addr())?;
         let started = Instant::now();
         let deadline = started + opts.timeout;
         let pending = |watch, mode| PendingDad {

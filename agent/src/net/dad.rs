@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use crate::addr::Mac;
 use crate::error::AgentError;
 use crate::net::na::{decode_na, decode_ns_target};
-use crate::net::netlink::{AddrEvent, AddrEvents, Link};
+use crate::net::netlink::{AddrEvent, AddrEvents, Link, Netlink};
 
 /// `PACKET_OUTGOING` from <linux/if_packet.h>: our own transmissions, which
 /// AF_PACKET also shows us (our DAD probe among them).
@@ -34,6 +34,7 @@ pub enum Verdict {
 /// when the kernel sends its probe, or the verdict and the defender's reply
 /// could be missed.
 pub struct DadWatch {
+    nl: Netlink,
     events: AddrEvents,
     capture: Option<NdCapture>,
     index: u32,
@@ -42,7 +43,7 @@ pub struct DadWatch {
 }
 
 impl DadWatch {
-    pub fn start(link: &Link, addr: Ipv6Addr) -> Result<Self, AgentError> {
+    pub fn start(nl: &Netlink, link: &Link, addr: Ipv6Addr) -> Result<Self, AgentError> {
         let events = AddrEvents::subscribe()?;
         // The capture only enriches a failure report; DAD itself is the
         // kernel's job, so a capture we cannot open is logged, not fatal.
@@ -54,6 +55,7 @@ impl DadWatch {
             }
         };
         Ok(Self {
+            nl: nl.clone(),
             events,
             capture,
             index: link.index,
@@ -74,7 +76,15 @@ impl DadWatch {
             tokio::select! {
                 // Cancel-safe: an mpsc receive loses nothing when not polled to completion.
                 ev = self.events.next() => match ev {
-                    None => return None,
+                    None => match self.recover().await {
+                        Ok(Some(v)) => return Some(v),
+                        Ok(None) => continue,
+                        Err(()) => {
+                            // Without events the only honest answer left is the deadline.
+                            tokio::time::sleep_until(deadline).await;
+                            return None;
+                        }
+                    },
                     Some(AddrEvent::New(a)) if a.index == self.index && a.addr == self.addr => {
                         if a.flags.dadfailed() {
                             return Some(Verdict::Failed);
@@ -100,6 +110,31 @@ impl DadWatch {
                 _ = tokio::time::sleep_until(deadline) => return None,
             }
         }
+    }
+
+    /// The event socket closed (a netlink overrun ends the subscription):
+    /// subscribe again, then read the kernel's current state so a verdict
+    /// that fell into the gap is not lost. `None`: still tentative, keep
+    /// waiting on the new subscription; `Err`: no subscription possible.
+    async fn recover(&mut self) -> Result<Option<Verdict>, ()> {
+        tracing::warn!("address event subscription lost; re-subscribing");
+        match AddrEvents::subscribe() {
+            Ok(ev) => self.events = ev,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-subscribe to address events");
+                return Err(());
+            }
+        }
+        Ok(match self.nl.find(self.index, self.addr).await {
+            Ok(None) => Some(Verdict::Removed),
+            Ok(Some(k)) if k.flags.dadfailed() => Some(Verdict::Failed),
+            Ok(Some(k)) if !k.flags.tentative() => Some(Verdict::Passed),
+            Ok(Some(_)) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the address state");
+                None
+            }
+        })
     }
 
     /// The first node seen defending the address. The NA or NS that made DAD

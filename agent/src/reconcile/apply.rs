@@ -2,13 +2,18 @@
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use crate::error::AgentError;
 use crate::manager::{AddOptions, AddressManager, DadMode, NaOptions, Outcome, RemoveOutcome};
 use crate::reconcile::plan::{BlockReason, DesiredAddr, Plan};
 use crate::reconcile::status::{AddrState, AddressStatus};
+
+/// Adds in flight at once. Each holds a netlink subscription and an
+/// AF_PACKET socket that sees all IPv6 traffic of its interface, so a large
+/// desired state is worked through in batches rather than all at once.
+const MAX_CONCURRENT_ADDS: usize = 16;
 
 /// How additions are carried out.
 #[derive(Debug, Clone)]
@@ -65,8 +70,9 @@ fn error_chain(e: &AgentError) -> String {
 /// this host is gone before anything else happens (design §4 step 2), and a
 /// dadfailed copy is gone before its retry. Additions then run concurrently
 /// (each DAD takes a second or two with default sysctls, and they are
-/// independent), each announcing itself once DAD passed. A failure on one
-/// address never stops the others: it becomes an `error` status.
+/// independent; at most `MAX_CONCURRENT_ADDS` at a time), each announcing
+/// itself once DAD passed. A failure on one address never stops the
+/// others: it becomes an `error` status.
 pub async fn apply(mgr: &AddressManager, plan: &Plan, opts: &ApplyOptions) -> Vec<AddressStatus> {
     let mut out = Vec::new();
     let mut failed_removals = Vec::new();
@@ -140,7 +146,13 @@ pub async fn apply(mgr: &AddressManager, plan: &Plan, opts: &ApplyOptions) -> Ve
             },
         )
     });
-    out.extend(join_all(adds).await.into_iter().flatten());
+    let mut added: Vec<AddressStatus> = stream::iter(adds)
+        .buffer_unordered(MAX_CONCURRENT_ADDS)
+        .filter_map(|s| async move { s })
+        .collect()
+        .await;
+    added.sort_by(|a, b| (&a.dev, a.address).cmp(&(&b.dev, b.address)));
+    out.extend(added);
 
     for k in &plan.unchanged {
         let started = Instant::now();

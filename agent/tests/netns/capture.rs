@@ -353,7 +353,9 @@ impl NeighMonitor {
                 let mut seen = Vec::new();
                 loop {
                     tokio::select! {
+                        // Cancel-safe: a oneshot receiver polled by reference.
                         _ = &mut stop => break,
+                        // Cancel-safe: an mpsc receive.
                         m = msgs.next() => {
                             let Some((m, _)) = m else { break };
                             let NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewNeighbour(n)) = m.payload else { continue };
@@ -398,7 +400,9 @@ impl AddrMonitor {
                 let mut seen = Vec::new();
                 loop {
                     tokio::select! {
+                        // Cancel-safe: a oneshot receiver polled by reference.
                         _ = &mut stop => break,
+                        // Cancel-safe: an mpsc receive.
                         e = ev.next() => match e { Some(e) => seen.push(e), None => break },
                     }
                 }
