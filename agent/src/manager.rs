@@ -472,7 +472,14 @@ impl AddressManager {
             let mut sent = 0;
             if na.count > 0 {
                 let mut a = self.announcer(dev, addr.addr(), true, false).await?;
-                sent = a.send_until(1, na.interval, |_| {}).await?;
+                match a.send_until(1, na.interval, |_| {}).await {
+                    Ok(n) => sent = n,
+                    // DAD can fail (or the address vanish) before the first
+                    // NA: then there is nothing to announce, and the verdict
+                    // below reports what happened.
+                    Err(AgentError::Dadfailed { .. } | AgentError::NotPresent { .. }) => {}
+                    Err(e) => return Err(e),
+                }
                 announcer = Some(a);
             }
             report(&pending.optimistic_outcome(), sent);

@@ -158,3 +158,56 @@ fn dad_that_never_ends_times_out_and_leaves_nothing() {
         "timed-out address left behind: {out}"
     );
 }
+
+#[test]
+fn strict_add_never_announces_while_tentative() {
+    use std::process::Stdio;
+    use std::time::Instant;
+    // B at default DAD timing: 1–2 s tentative, long enough to look inside.
+    let t = Topo::with(crate::harness::TopoOpts {
+        dad_b: crate::harness::Dad::Default,
+        optimistic_b: false,
+    });
+    let cap = Capture::start(&t.c.ns);
+    let called = Instant::now();
+    let child =
+        t.b.agent_cmd(&[
+            "add",
+            "--dev",
+            DEV,
+            X,
+            "--na-count",
+            "2",
+            "--na-interval-ms",
+            "100",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    crate::harness::wait_for("X tentative on B", Duration::from_secs(2), || {
+        t.b.addr_lines()
+            .iter()
+            .any(|l| l.contains(X) && l.contains("tentative"))
+    });
+    // Asking to announce it now is refused.
+    let early = t.b.agent(&["announce", "--dev", DEV, X]);
+    early.assert_code(1);
+    assert!(early.stderr.contains("tentative"), "{}", early.stderr);
+
+    let run = crate::harness::AgentRun::from(child.wait_with_output().unwrap());
+    run.assert_code(0);
+    let dad_ms = run.last()["dad_ms"].as_u64().unwrap();
+    assert!(dad_ms >= 900, "default DAD takes 1–2 s, got {dad_ms}");
+    let x = v6(X);
+    cap.wait_until("2 NAs", Duration::from_secs(2), |f| {
+        unsolicited_nas(f, x).len() >= 2
+    });
+    let nas = unsolicited_nas(&cap.stop(), x);
+    assert_eq!(nas.len(), 2, "the refused announce sent nothing");
+    let first = nas[0].at - called;
+    assert!(
+        first >= Duration::from_millis(dad_ms),
+        "first NA {first:?} after the call, but DAD took {dad_ms} ms"
+    );
+}

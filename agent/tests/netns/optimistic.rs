@@ -72,3 +72,22 @@ fn optimistic_add_is_refused_when_the_interface_has_optimistic_dad_off() {
     assert!(run.stderr.contains("optimistic_dad"), "{}", run.stderr);
     assert!(!t.b.has_addr(X));
 }
+
+#[test]
+fn optimistic_add_of_an_address_held_elsewhere_reports_the_late_failure() {
+    let t = Topo::with(TopoOpts {
+        dad_b: Dad::Fast,
+        optimistic_b: true,
+    });
+    t.a.agent(&["add", "--dev", DEV, X, "--na-count", "0"])
+        .assert_code(0);
+    let run = t.b.agent(&["add", "--dev", DEV, X, "--dad", "optimistic"]);
+    run.assert_code(3);
+    let lines = run.lines();
+    assert_eq!(lines.len(), 2, "{run:#?}");
+    assert_eq!(lines[0]["outcome"], "optimistic");
+    assert_eq!(lines[1]["outcome"], "dad_failed");
+    assert_eq!(lines[1]["defender_mac"], t.a.mac.as_str());
+    assert!(!t.b.has_addr(X), "dadfailed copy left on B");
+    assert!(t.a.has_addr(X));
+}
