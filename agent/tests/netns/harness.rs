@@ -28,6 +28,27 @@ fn unique_prefix() -> String {
     )
 }
 
+/// Deletes namespaces left by test processes that died without running
+/// their Drop guards (SIGKILL, a timeout): their names carry the pid.
+fn sweep_dead_runs() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("fipt")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        }
+    }
+}
+
 /// Runs `ip` with the arguments, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) -> String {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -207,6 +228,7 @@ impl Topo {
     }
 
     pub fn with(opts: TopoOpts) -> Self {
+        sweep_dead_runs();
         let p = unique_prefix();
         let br = format!("{p}br");
         let mut t = Topo {
