@@ -149,7 +149,8 @@ pub struct PendingDad {
 }
 
 impl PendingDad {
-    /// Optimistic (and nodad) addresses may be used and announced before the verdict.
+    /// Whether the address may already be used (optimistic or nodad):
+    /// strict-mode callers must wait for [`PendingDad::verdict`].
     pub fn usable_now(&self) -> bool {
         self.mode != DadMode::Strict
     }

@@ -205,16 +205,12 @@ async fn add(mgr: &AddressManager, a: AddArgs) -> Result<i32, AgentError> {
         }
         _ => {
             if !outcome.changed {
-                eprintln!(
-                    "fip-agent: {} already active on {}; nothing changed{}",
-                    a.addr,
-                    a.dev,
-                    if a.lifetime_s.is_some() {
-                        " but lifetimes"
-                    } else {
-                        ""
-                    }
-                );
+                let what = if a.lifetime_s.is_some() {
+                    "lifetimes refreshed, no DAD"
+                } else {
+                    "nothing changed"
+                };
+                eprintln!("fip-agent: {} already active on {}; {what}", a.addr, a.dev);
             } else {
                 eprintln!(
                     "fip-agent: {} active on {}, {sent} NA(s) sent",
