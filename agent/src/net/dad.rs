@@ -175,6 +175,7 @@ impl NdCapture {
         }
         // SAFETY: `raw` is a fresh descriptor we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        attach_nd_filter(&fd)?;
         // SAFETY: sockaddr_ll is plain old data.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
         sll.sll_family = libc::AF_PACKET as u16;
@@ -253,6 +254,45 @@ pub fn defender_mac(ip6: &[u8], eth_src: Mac, target: Ipv6Addr) -> Option<Mac> {
         return Some(eth_src);
     }
     None
+}
+
+/// Classic BPF that keeps only ICMPv6 NS (135) and NA (136), so a busy
+/// interface does not copy all its IPv6 traffic to us while DAD runs.
+/// Offsets are from the IPv6 header (SOCK_DGRAM strips the link header
+/// before the filter runs); ND messages carry no extension headers.
+fn attach_nd_filter(fd: &OwnedFd) -> io::Result<()> {
+    const LDB_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let ins = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = [
+        ins(LDB_ABS, 0, 0, 6),                       // 0: next header
+        ins(JEQ_K, 0, 4, u32::from(IPPROTO_ICMPV6)), // 1: not ICMPv6 -> 6
+        ins(LDB_ABS, 0, 0, 40),                      // 2: ICMPv6 type
+        ins(JEQ_K, 1, 0, 135),                       // 3: NS -> 5
+        ins(JEQ_K, 0, 1, 136),                       // 4: NA -> 5, else 6
+        ins(RET_K, 0, 0, 0x0004_0000),               // 5: keep the whole packet
+        ins(RET_K, 0, 0, 0),                         // 6: drop
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, which outlives the call; the kernel copies it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            (&fprog as *const libc::sock_fprog).cast(),
+            size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 struct Frame {
