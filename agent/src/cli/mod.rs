@@ -75,7 +75,7 @@ impl NaArgs {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Interface to add the address on.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ifname)]
     pub dev: String,
     /// IPv6 address, optionally with a prefix length (default /128).
     pub addr: FloatingAddr,
@@ -96,7 +96,7 @@ pub struct AddArgs {
 
 #[derive(Debug, Args)]
 pub struct DelArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ifname)]
     pub dev: String,
     pub addr: FloatingAddr,
     /// Also remove an address fip-agent does not manage.
@@ -106,7 +106,7 @@ pub struct DelArgs {
 
 #[derive(Debug, Args)]
 pub struct AnnounceArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ifname)]
     pub dev: String,
     pub addr: FloatingAddr,
     #[command(flatten)]
@@ -118,14 +118,32 @@ pub struct AnnounceArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ifname)]
     pub dev: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    #[arg(long)]
+    #[arg(long, value_parser = parse_ifname)]
     pub dev: String,
+}
+
+/// Interface names as the kernel accepts them (`dev_valid_name`): this also
+/// keeps a name from walking out of `/proc/sys/net/ipv6/conf/` when it is
+/// used in a sysctl path.
+pub fn parse_ifname(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() < 16
+        && s != "."
+        && s != ".."
+        && !s.chars().any(|c| c == '/' || c == ':' || c.is_whitespace());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "`{s}` is not a valid interface name (1-15 characters, no '/', ':' or spaces)"
+        ))
+    }
 }
 
 /// One JSON object on one line; stdout is line-buffered so a reader sees
@@ -281,4 +299,72 @@ async fn check(mgr: &AddressManager, a: CheckArgs) -> Result<i32, AgentError> {
     } else {
         0
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_interface_names_are_accepted() {
+        for n in ["eth0", "br-ext", "eth0.100", "a", "fifteen_chars_x"] {
+            assert_eq!(parse_ifname(n).as_deref(), Ok(n));
+        }
+    }
+
+    #[test]
+    fn names_the_kernel_rejects_are_refused() {
+        for n in [
+            "",
+            ".",
+            "..",
+            "sixteen_chars_xx",
+            "a/b",
+            "../../x",
+            "eth0:1",
+            "eth 0",
+        ] {
+            assert!(parse_ifname(n).is_err(), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_parses_every_command() {
+        Cli::try_parse_from([
+            "fip-agent",
+            "add",
+            "--dev",
+            "eth0",
+            "2001:db8::1/64",
+            "--dad",
+            "off",
+        ])
+        .unwrap();
+        Cli::try_parse_from([
+            "fip-agent",
+            "del",
+            "--dev",
+            "eth0",
+            "2001:db8::1",
+            "--force",
+        ])
+        .unwrap();
+        Cli::try_parse_from(["fip-agent", "announce", "--dev", "eth0", "2001:db8::1"]).unwrap();
+        Cli::try_parse_from(["fip-agent", "list"]).unwrap();
+        Cli::try_parse_from(["fip-agent", "check", "--dev", "eth0"]).unwrap();
+    }
+
+    #[test]
+    fn zero_lifetime_is_refused() {
+        assert!(Cli::try_parse_from([
+            "fip-agent",
+            "add",
+            "--dev",
+            "eth0",
+            "2001:db8::1",
+            "--lifetime-s",
+            "0"
+        ])
+        .is_err());
+    }
 }

@@ -53,6 +53,16 @@ fn bad_input_exits_2_with_a_clear_message() {
     assert_bad(&t, &["del", "--dev", DEV, "fe80::1"], "link-local");
     assert_bad(&t, &["announce", "--dev", DEV, "ff02::1"], "multicast");
     assert_bad(&t, &["check", "--dev", "nosuch0"], "no such interface");
+    assert_bad(
+        &t,
+        &["check", "--dev", "../../all"],
+        "not a valid interface name",
+    );
+    assert_bad(
+        &t,
+        &["add", "--dev", "a-name-far-too-long", "2001:db8:1::100"],
+        "not a valid interface name",
+    );
 }
 
 #[test]
