@@ -16,6 +16,11 @@ pub struct FileConfig {
     pub database_url: Option<String>,
     pub admin_token: Option<String>,
     pub quarantine_ms: Option<u64>,
+    pub lease_ttl_ms: Option<u64>,
+    pub fence_grace_ms: Option<u64>,
+    pub dad_mode: Option<fip_types::DadMode>,
+    pub na_count: Option<u32>,
+    pub na_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +50,11 @@ pub struct Settings {
     pub database_url: String,
     pub admin_token: Option<String>,
     pub quarantine_ms: u64,
+    pub lease_ttl_ms: u64,
+    pub fence_grace_ms: u64,
+    pub dad_mode: fip_types::DadMode,
+    pub na_count: u32,
+    pub na_interval_ms: u64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -53,6 +63,12 @@ pub const DEFAULT_DATA_DIR: &str = "./fipd-data";
 /// still point at its last holder (neighbour caches, DNS, firewall rules)
 /// age out before someone else receives it.
 pub const DEFAULT_QUARANTINE_MS: u64 = 60_000;
+/// Agents renew at a third of this; a host is lost this long after its
+/// last renewal.
+pub const DEFAULT_LEASE_TTL_MS: u64 = 10_000;
+/// Extra wait after a lease runs out before its addresses count as gone,
+/// for clock error between fipd and agents.
+pub const DEFAULT_FENCE_GRACE_MS: u64 = 2_000;
 
 /// Flag/env values (already merged by clap) over file values over defaults.
 #[derive(Debug, Default, Clone)]
@@ -62,6 +78,11 @@ pub struct Overrides {
     pub database_url: Option<String>,
     pub admin_token: Option<String>,
     pub quarantine_ms: Option<u64>,
+    pub lease_ttl_ms: Option<u64>,
+    pub fence_grace_ms: Option<u64>,
+    pub dad_mode: Option<fip_types::DadMode>,
+    pub na_count: Option<u32>,
+    pub na_interval_ms: Option<u64>,
 }
 
 impl Settings {
@@ -89,6 +110,17 @@ impl Settings {
                 .quarantine_ms
                 .or(file.quarantine_ms)
                 .unwrap_or(DEFAULT_QUARANTINE_MS),
+            lease_ttl_ms: cli
+                .lease_ttl_ms
+                .or(file.lease_ttl_ms)
+                .unwrap_or(DEFAULT_LEASE_TTL_MS),
+            fence_grace_ms: cli
+                .fence_grace_ms
+                .or(file.fence_grace_ms)
+                .unwrap_or(DEFAULT_FENCE_GRACE_MS),
+            dad_mode: cli.dad_mode.or(file.dad_mode).unwrap_or_default(),
+            na_count: cli.na_count.or(file.na_count).unwrap_or(3),
+            na_interval_ms: cli.na_interval_ms.or(file.na_interval_ms).unwrap_or(1_000),
         }
     }
 }

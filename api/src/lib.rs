@@ -2,9 +2,11 @@
 //!
 //! Layers, outermost first: [`http`] (axum handlers, OpenAPI, problem+json),
 //! [`app`] (domain logic, authorisation), [`store`] (SQL for PostgreSQL and
-//! SQLite), on top of [`domain`] types. [`config`] and [`server`] wire them.
+//! SQLite), on top of [`domain`] types; [`background`] runs the controller
+//! and cross-replica notifications. [`config`] and [`server`] wire them.
 
 pub mod app;
+pub mod background;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -49,6 +49,30 @@ struct ServeArgs {
     /// How long a released address stays out of the pool, in ms [default: 60000].
     #[arg(long, env = "FIPD_QUARANTINE_MS")]
     quarantine_ms: Option<u64>,
+    /// Agent lease length in ms; agents renew at a third of it [default: 10000].
+    #[arg(long, env = "FIPD_LEASE_TTL_MS")]
+    lease_ttl_ms: Option<u64>,
+    /// Wait after a lease runs out before the host's addresses count as gone, in ms [default: 2000].
+    #[arg(long, env = "FIPD_FENCE_GRACE_MS")]
+    fence_grace_ms: Option<u64>,
+    /// DAD mode sent to agents: strict, optimistic or off [default: strict].
+    #[arg(long, env = "FIPD_DAD_MODE", value_parser = parse_dad)]
+    dad_mode: Option<fip_types::DadMode>,
+    /// Unsolicited NAs agents send after DAD [default: 3].
+    #[arg(long, env = "FIPD_NA_COUNT")]
+    na_count: Option<u32>,
+    /// Interval between those NAs in ms [default: 1000].
+    #[arg(long, env = "FIPD_NA_INTERVAL_MS")]
+    na_interval_ms: Option<u64>,
+}
+
+fn parse_dad(s: &str) -> Result<fip_types::DadMode, String> {
+    match s {
+        "strict" => Ok(fip_types::DadMode::Strict),
+        "optimistic" => Ok(fip_types::DadMode::Optimistic),
+        "off" => Ok(fip_types::DadMode::Off),
+        _ => Err("expected strict, optimistic or off".into()),
+    }
 }
 
 impl ServeArgs {
@@ -63,6 +87,11 @@ impl ServeArgs {
             database_url: self.database_url,
             admin_token: self.admin_token,
             quarantine_ms: self.quarantine_ms,
+            lease_ttl_ms: self.lease_ttl_ms,
+            fence_grace_ms: self.fence_grace_ms,
+            dad_mode: self.dad_mode,
+            na_count: self.na_count,
+            na_interval_ms: self.na_interval_ms,
         };
         Ok(Settings::merge(cli, file))
     }

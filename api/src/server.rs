@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -79,13 +78,7 @@ fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {
 pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let store = open_store(&settings).await?;
     let token = admin_token(&settings)?;
-    let app = App {
-        store: store.clone(),
-        config: Arc::new(AppConfig {
-            admin_token_hash: hash_token(&token),
-            quarantine_ms: i64::try_from(settings.quarantine_ms).unwrap_or(i64::MAX),
-        }),
-    };
+    let app = App::new(store.clone(), app_config(&settings, &token));
     // Install the signal handler before announcing readiness, so a SIGTERM
     // that arrives right after start-up drains instead of killing us.
     let shutdown = shutdown_signal()?;
@@ -98,15 +91,40 @@ pub async fn serve(settings: Settings) -> Result<(), ServeError> {
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, backend = ?store.backend(), "fipd started");
 
-    let janitor = tokio::spawn(janitor(app.clone()));
+    let background = [
+        tokio::spawn(janitor(app.clone())),
+        tokio::spawn(crate::background::controller_loop(app.clone())),
+        tokio::spawn(crate::background::peer_listener(app.clone())),
+    ];
+    let changes = app.changes.clone();
     axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // End long polls now instead of after their full wait.
+            changes.shut_down();
+        })
         .await
         .map_err(ServeError::Serve)?;
-    janitor.abort();
+    for task in background {
+        task.abort();
+    }
     store.close().await;
     tracing::info!("fipd stopped");
     Ok(())
+}
+
+/// The application settings derived from the server settings.
+pub fn app_config(settings: &Settings, admin_token: &str) -> AppConfig {
+    let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    AppConfig {
+        admin_token_hash: hash_token(admin_token),
+        quarantine_ms: ms(settings.quarantine_ms),
+        lease_ttl_ms: ms(settings.lease_ttl_ms),
+        fence_grace_ms: ms(settings.fence_grace_ms),
+        dad: settings.dad_mode,
+        na_count: settings.na_count,
+        na_interval_ms: settings.na_interval_ms,
+    }
 }
 
 /// Periodic clean-up: tombstones past quarantine, expired idempotency keys.

@@ -1,1 +1,189 @@
-//! Wire types shared by `fipd` and `fip-agent`.
+//! Wire types shared by `fipd` and `fip-agent`: the agent protocol
+//! (lease, desired state, reports). Both sides depend on this crate only,
+//! so the agent never links the server's database code.
+//!
+//! With the `openapi` feature the types also describe themselves for the
+//! server's OpenAPI document.
+
+use std::net::Ipv6Addr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[cfg(feature = "openapi")]
+use utoipa::ToSchema;
+
+/// How the kernel should run Duplicate Address Detection for an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum DadMode {
+    /// RFC 4862: unusable until DAD passes.
+    #[default]
+    Strict,
+    /// RFC 4429: usable at once; DAD still runs and can still fail.
+    Optimistic,
+    /// No DAD (`nodad`), for operators who fence by other means.
+    Off,
+}
+
+/// What an agent reports about one floating IP on its host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ReportedState {
+    /// The agent is about to add the address.
+    Applying,
+    /// In the kernel, DAD running.
+    Tentative,
+    /// DAD passed and the first NA is out.
+    Active,
+    /// Another node defends the address; the copy was deleted.
+    DadFailed,
+    /// Not in the kernel (removal confirmed).
+    Absent,
+    /// The agent could not apply the address; see `detail`.
+    Error,
+}
+
+impl ReportedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applying => "applying",
+            Self::Tentative => "tentative",
+            Self::Active => "active",
+            Self::DadFailed => "dad_failed",
+            Self::Absent => "absent",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One served network of a host: which interface it is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ServedNetwork {
+    /// The network's name in fipd.
+    pub network: String,
+    pub interface: String,
+    /// The interface's MAC, `aa:bb:cc:dd:ee:ff`.
+    pub mac: Option<String>,
+}
+
+/// `POST /v1/agent/lease`: renew the host's lease and describe the agent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    pub agent_version: String,
+    pub networks: Vec<ServedNetwork>,
+    /// Warnings from the agent's preflight check of its interfaces.
+    #[serde(default)]
+    pub findings: Vec<String>,
+}
+
+/// The lease the host now holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct LeaseResponse {
+    pub host: String,
+    pub lease_ttl_ms: u64,
+    /// Renew after this long; well before the lease runs out.
+    pub renew_after_ms: u64,
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+/// One address the host should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DesiredAddress {
+    pub floating_ip_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv6))]
+    pub address: Ipv6Addr,
+    /// The network's name; the agent maps it to an interface.
+    pub network: String,
+    /// The pool's prefix length, so the kernel installs the on-link route.
+    pub prefix_len: u8,
+    pub dad: DadMode,
+    pub na_count: u32,
+    pub na_interval_ms: u64,
+    /// The floating IP's revision this entry belongs to; echo it in reports.
+    pub revision: i64,
+}
+
+/// An address the host must remove and confirm (a move away or a delete).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct RemovalRequest {
+    pub floating_ip_id: Uuid,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Ipv6))]
+    pub address: Ipv6Addr,
+    pub network: String,
+    /// Report `absent` at this revision once the address is gone.
+    pub revision: i64,
+}
+
+/// `GET /v1/agent/desired-state`: everything the host should hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DesiredState {
+    pub host: String,
+    /// The host's desired-state revision; pass it back as `after`.
+    pub revision: i64,
+    pub addresses: Vec<DesiredAddress>,
+    pub removals: Vec<RemovalRequest>,
+}
+
+/// One observation in `POST /v1/agent/reports`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Report {
+    pub floating_ip_id: Uuid,
+    pub revision: i64,
+    pub state: ReportedState,
+    pub dad_ms: Option<u64>,
+    pub defender_mac: Option<String>,
+    pub na_sent: Option<u32>,
+    pub detail: Option<String>,
+    pub observed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ReportBatch {
+    pub reports: Vec<Report>,
+}
+
+/// How many reports changed stored state (older revisions do not).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct ReportResult {
+    pub accepted: usize,
+    pub ignored: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_states_use_snake_case_on_the_wire() {
+        let s = serde_json::to_string(&ReportedState::DadFailed).unwrap();
+        assert_eq!(s, "\"dad_failed\"");
+        assert_eq!(ReportedState::DadFailed.as_str(), "dad_failed");
+    }
+
+    #[test]
+    fn reports_reject_unknown_fields() {
+        let r = serde_json::from_str::<Report>(
+            r#"{"floating_ip_id":"00000000-0000-0000-0000-000000000000","revision":1,
+                "state":"active","dad_ms":1,"defender_mac":null,"na_sent":1,"detail":null,
+                "observed_at":"2026-01-01T00:00:00Z","extra":1}"#,
+        );
+        assert!(r.is_err());
+    }
+}

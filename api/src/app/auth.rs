@@ -16,13 +16,15 @@ pub enum Principal {
         project_id: ProjectId,
         token_id: String,
     },
+    /// A host's agent: only the agent endpoints, only for its own host.
+    Agent { host_id: String, host_name: String },
 }
 
 impl Principal {
     pub fn require_admin(&self) -> AppResult<()> {
         match self {
             Self::Admin => Ok(()),
-            Self::Project { .. } => Err(AppError::Forbidden(
+            _ => Err(AppError::Forbidden(
                 "this operation needs the admin token".into(),
             )),
         }
@@ -31,20 +33,29 @@ impl Principal {
     /// The project a project token is confined to; `None` for admin.
     pub fn project(&self) -> Option<&ProjectId> {
         match self {
-            Self::Admin => None,
             Self::Project { project_id, .. } => Some(project_id),
+            _ => None,
         }
     }
 
     /// Whether an object of `project_id` is visible. Invisible objects are
     /// answered with 404, so a project cannot probe for another's IDs.
     pub fn sees(&self, project_id: &str) -> bool {
-        self.project().is_none_or(|p| p.as_str() == project_id)
+        match self {
+            Self::Admin => true,
+            Self::Project { project_id: p, .. } => p.as_str() == project_id,
+            Self::Agent { .. } => false,
+        }
     }
 
     /// The project a new object belongs to: project tokens create in their
     /// own project; the admin must say which.
     pub fn owning_project(&self, requested: Option<ProjectId>) -> AppResult<ProjectId> {
+        if let Self::Agent { .. } = self {
+            return Err(AppError::Forbidden(
+                "agent tokens cannot create objects".into(),
+            ));
+        }
         match (self.project(), requested) {
             (None, Some(p)) => Ok(p),
             (None, None) => Err(AppError::invalid(
@@ -63,6 +74,7 @@ impl Principal {
         match self {
             Self::Admin => "admin".into(),
             Self::Project { token_id, .. } => format!("token:{token_id}"),
+            Self::Agent { host_id, .. } => format!("host:{host_id}"),
         }
     }
 }
@@ -82,12 +94,18 @@ impl App {
         if hash == self.config.admin_token_hash {
             return Ok(Principal::Admin);
         }
-        match self.store.token_by_hash(&hash).await? {
-            Some(row) => Ok(Principal::Project {
-                project_id: ProjectId::parse(&row.project_id).map_err(|e| {
-                    crate::store::StoreError::Corrupt(format!("token project: {e}"))
-                })?,
+        if let Some(row) = self.store.token_by_hash(&hash).await? {
+            let project_id = ProjectId::parse(&row.project_id)
+                .map_err(|e| crate::store::StoreError::Corrupt(format!("token project: {e}")))?;
+            return Ok(Principal::Project {
+                project_id,
                 token_id: row.id,
+            });
+        }
+        match self.store.host_by_token_hash(&hash).await? {
+            Some(host) => Ok(Principal::Agent {
+                host_id: host.id,
+                host_name: host.name,
             }),
             None => Err(AppError::Unauthenticated),
         }

@@ -12,6 +12,7 @@ use super::allocator::Tx;
 use super::pools::Pool;
 use super::{new_id, paginate, App, AppError, AppResult, PageRequest, Principal};
 use crate::domain::{addr_key, Description, FloatingIpStatus, ProjectId};
+use crate::store::bindings;
 use crate::store::floating_ips::{self, FloatingIpFilter, FloatingIpRow, NewFloatingIp};
 use crate::store::{events, instances, now_ms, Conn, EventRow, InstanceRow, StoreError};
 
@@ -30,6 +31,8 @@ pub struct NewFip {
 pub struct FipPatch {
     pub instance_id: Option<Option<String>>,
     pub description: Option<Description>,
+    /// Instances to fail over to, in order, when the active host is lost.
+    pub standby_instance_ids: Option<Vec<String>>,
 }
 
 /// A precondition from `If-Match`.
@@ -44,6 +47,11 @@ fn check_if_match(if_match: Option<IfMatch>, current: i64) -> AppResult<()> {
         Some(IfMatch::Revision(r)) if r != current => Err(AppError::RevisionMismatch { current }),
         _ => Ok(()),
     }
+}
+
+/// The standby instance IDs of a row, parsed.
+pub fn standby_list(row: &FloatingIpRow) -> Vec<String> {
+    serde_json::from_str(&row.standby_instance_ids).unwrap_or_default()
 }
 
 fn no_such_instance() -> AppError {
@@ -127,7 +135,8 @@ impl App {
         )
         .await?;
         if let Some(inst) = &instance {
-            floating_ips::set_bindings(&mut tx, &template.id, Some(&inst.host), 1, now).await?;
+            self.place(&mut tx, &template.id, Some(&inst.host), 1, now)
+                .await?;
             log(
                 &mut tx,
                 &template.id,
@@ -140,6 +149,9 @@ impl App {
         }
         tx.commit().await.map_err(StoreError::from)?;
         metrics::counter!("fipd_allocations_total").increment(1);
+        if instance.is_some() {
+            self.publish().await;
+        }
         self.store
             .fip_get(&template.id)
             .await?
@@ -335,6 +347,24 @@ impl App {
                 changed = true;
             }
         }
+        if let Some(standbys) = &patch.standby_instance_ids {
+            for (i, sid) in standbys.iter().enumerate() {
+                let ok = instances::get_for_update(&mut tx, &self.store, sid)
+                    .await?
+                    .is_some_and(|inst| inst.project_id == row.project_id);
+                if !ok {
+                    return Err(AppError::invalid(
+                        format!("standby_instance_ids[{i}]"),
+                        "no such instance in the floating IP's project",
+                    ));
+                }
+            }
+            let json = serde_json::to_string(standbys).expect("strings serialise");
+            if row.standby_instance_ids != json {
+                row.standby_instance_ids = json;
+                changed = true;
+            }
+        }
         let now = now_ms();
         let mut placement: Option<(&'static str, Option<String>, serde_json::Value)> = None;
         if let Some(wanted) = &patch.instance_id {
@@ -372,24 +402,25 @@ impl App {
         row.revision += 1;
         row.updated_at = now;
         floating_ips::update(&mut tx, &row).await?;
+        let moved = placement.is_some();
         match placement {
             Some((kind, host, detail)) => {
-                floating_ips::set_bindings(&mut tx, id, host.as_deref(), row.revision, now).await?;
                 log(&mut tx, id, kind, host.as_deref(), row.revision, detail).await?;
+                self.place(&mut tx, id, host.as_deref(), row.revision, now)
+                    .await?;
             }
             None => {
-                log(
-                    &mut tx,
-                    id,
-                    "updated",
-                    None,
-                    row.revision,
-                    json!({ "description": row.description }),
-                )
-                .await?
+                let detail = json!({
+                    "description": row.description,
+                    "standby_instance_ids": standby_list(&row),
+                });
+                log(&mut tx, id, "updated", None, row.revision, detail).await?;
             }
         }
         tx.commit().await.map_err(StoreError::from)?;
+        if moved {
+            self.publish().await;
+        }
         Ok(row)
     }
 
@@ -409,10 +440,6 @@ impl App {
         check_if_match(if_match, row.revision)?;
         let now = now_ms();
         let revision = row.revision + 1;
-        floating_ips::set_bindings(&mut tx, id, None, revision, now).await?;
-        let holders = floating_ips::holders(&mut tx, id).await?;
-        let released = holders.is_empty().then_some(now);
-        floating_ips::mark_deleted(&mut tx, id, revision, now, released).await?;
         log(
             &mut tx,
             id,
@@ -422,6 +449,10 @@ impl App {
             json!({ "address": row.address }),
         )
         .await?;
+        self.place(&mut tx, id, None, revision, now).await?;
+        let holders = bindings::holders(&mut tx, id).await?;
+        let released = holders.is_empty().then_some(now);
+        floating_ips::mark_deleted(&mut tx, id, revision, now, released).await?;
         if released.is_some() {
             log(
                 &mut tx,
@@ -434,6 +465,7 @@ impl App {
             .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        self.publish().await;
         Ok(())
     }
 

@@ -28,6 +28,7 @@ impl App {
         new: NewInstance,
     ) -> AppResult<InstanceRow> {
         let project = who.owning_project(new.project_id)?;
+        self.require_host(&new.host).await?;
         let now = now_ms();
         let row = InstanceRow {
             id: new.id.map_or_else(new_id, |u| u.to_string()),
@@ -84,6 +85,9 @@ impl App {
         id: &str,
         patch: InstancePatch,
     ) -> AppResult<InstanceRow> {
+        if let Some(host) = &patch.host {
+            self.require_host(host).await?;
+        }
         let mut tx = self.store.begin().await?;
         let mut row = instances::get_for_update(&mut tx, &self.store, id)
             .await?
@@ -106,14 +110,6 @@ impl App {
                 fip.status = FloatingIpStatus::Pending.as_str().to_owned();
                 fip.status_detail = None;
                 floating_ips::update(&mut tx, &fip).await?;
-                floating_ips::set_bindings(
-                    &mut tx,
-                    &fip.id,
-                    Some(host.as_str()),
-                    fip.revision,
-                    now,
-                )
-                .await?;
                 log(
                     &mut tx,
                     &fip.id,
@@ -123,12 +119,15 @@ impl App {
                     json!({ "instance_id": id, "previous_host": previous }),
                 )
                 .await?;
+                self.place(&mut tx, &fip.id, Some(host.as_str()), fip.revision, now)
+                    .await?;
             }
         }
         if changed {
             row.updated_at = now;
             instances::update(&mut tx, &row).await?;
             tx.commit().await.map_err(StoreError::from)?;
+            self.publish().await;
         }
         Ok(row)
     }

@@ -2,10 +2,14 @@
 //! Handlers call in here with validated domain values and a [`Principal`];
 //! this layer decides, and calls the store.
 
+pub mod agent;
 mod allocator;
 mod auth;
+pub mod changes;
+pub mod controller;
 mod error;
 pub mod floating_ips;
+pub mod hosts;
 pub mod instances;
 pub mod networks;
 pub mod pools;
@@ -14,7 +18,9 @@ pub mod tokens;
 use std::sync::Arc;
 
 pub use auth::{hash_token, Principal};
+pub use changes::Changes;
 pub use error::AppError;
+pub use fip_types::DadMode;
 
 use crate::store::Store;
 
@@ -25,6 +31,30 @@ pub struct AppConfig {
     pub admin_token_hash: String,
     /// How long a released address stays out of the pool.
     pub quarantine_ms: i64,
+    /// How long an agent's lease lasts without renewal.
+    pub lease_ttl_ms: i64,
+    /// Extra time after a lease runs out before the host's addresses count
+    /// as gone: covers clock error between fipd and the agent.
+    pub fence_grace_ms: i64,
+    /// DAD mode and NA settings sent with every desired address.
+    pub dad: DadMode,
+    pub na_count: u32,
+    pub na_interval_ms: u64,
+}
+
+impl AppConfig {
+    /// Defaults for everything but the admin token.
+    pub fn new(admin_token_hash: String) -> Self {
+        Self {
+            admin_token_hash,
+            quarantine_ms: 60_000,
+            lease_ttl_ms: 10_000,
+            fence_grace_ms: 2_000,
+            dad: DadMode::Strict,
+            na_count: 3,
+            na_interval_ms: 1_000,
+        }
+    }
 }
 
 /// Shared application state: the store and the settings.
@@ -32,6 +62,27 @@ pub struct AppConfig {
 pub struct App {
     pub store: Store,
     pub config: Arc<AppConfig>,
+    /// Wakes long-polling agents when anything they might care about changed.
+    pub changes: Changes,
+}
+
+impl App {
+    pub fn new(store: Store, config: AppConfig) -> Self {
+        Self {
+            store,
+            config: Arc::new(config),
+            changes: Changes::default(),
+        }
+    }
+
+    /// Announces a committed change to waiting agents here and, through
+    /// PostgreSQL NOTIFY, on every other replica.
+    pub async fn publish(&self) {
+        self.changes.bump();
+        if let Err(e) = self.store.notify_peers().await {
+            tracing::warn!(error = %e, "could not notify other replicas");
+        }
+    }
 }
 
 pub type AppResult<T> = Result<T, AppError>;

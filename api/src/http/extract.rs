@@ -87,7 +87,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// The authenticated caller, from `Authorization: Bearer <token>`.
+/// The authenticated caller of a user-facing route, from
+/// `Authorization: Bearer <token>`. Agent tokens are refused here: they may
+/// use the agent endpoints only.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<App> for Auth {
@@ -95,7 +97,28 @@ impl FromRequestParts<App> for Auth {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
         let token = bearer(parts).ok_or(AppError::Unauthenticated)?;
-        Ok(Self(app.authenticate(token).await?))
+        match app.authenticate(token).await? {
+            Principal::Agent { .. } => Err(AppError::Forbidden(
+                "agent tokens may only use the /v1/agent endpoints".into(),
+            )
+            .into()),
+            who => Ok(Self(who)),
+        }
+    }
+}
+
+/// The authenticated agent of an agent route; other tokens are refused.
+pub struct AgentAuth(pub Principal);
+
+impl FromRequestParts<App> for AgentAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or(AppError::Unauthenticated)?;
+        match app.authenticate(token).await? {
+            who @ Principal::Agent { .. } => Ok(Self(who)),
+            _ => Err(AppError::Forbidden("agent endpoints need an agent token".into()).into()),
+        }
     }
 }
 

@@ -12,17 +12,23 @@ use super::model::{
 };
 use super::{page, validate_limit};
 use crate::app::floating_ips::{FipPatch, NewFip};
-use crate::app::App;
+use crate::app::{App, AppError};
 use crate::domain::addr_key;
 use crate::store::{FloatingIpFilter, FloatingIpRow};
 
-/// The representation plus `ETag: "<revision>"` for `If-Match`.
-fn with_etag(status: StatusCode, row: FloatingIpRow) -> Response {
+/// The representation (with bindings) plus `ETag: "<revision>"` for `If-Match`.
+async fn with_etag(app: &App, status: StatusCode, row: FloatingIpRow) -> ApiResult<Response> {
     let etag =
         HeaderValue::from_str(&format!("\"{}\"", row.revision)).expect("digits are a valid header");
-    let mut resp = (status, axum::Json(FloatingIp::from(row))).into_response();
+    let mut bindings = app
+        .store
+        .bindings_of(std::slice::from_ref(&row.id))
+        .await
+        .map_err(AppError::from)?;
+    let body = FloatingIp::with_bindings(row, &mut bindings);
+    let mut resp = (status, axum::Json(body)).into_response();
     resp.headers_mut().insert(header::ETAG, etag);
-    resp
+    Ok(resp)
 }
 
 /// Allocate a floating IP, optionally at a given address and associated
@@ -53,7 +59,7 @@ pub async fn floating_ip_create(
         instance_id: body.instance_id.map(|u| u.to_string()),
     };
     let row = app.fip_create(&who, new).await?;
-    Ok(with_etag(StatusCode::CREATED, row))
+    with_etag(&app, StatusCode::CREATED, row).await
 }
 
 /// List floating IPs, filtered; project tokens see their project's only.
@@ -79,7 +85,11 @@ pub async fn floating_ip_list(
         address_key: q.address.map(|a| addr_key(a.into())),
     };
     let (rows, next) = app.fip_list(&who, filter, &page).await?;
-    Ok(axum::Json(Page::new(rows, next, FloatingIp::from)))
+    let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+    let mut bindings = app.store.bindings_of(&ids).await.map_err(AppError::from)?;
+    Ok(axum::Json(Page::new(rows, next, |r| {
+        FloatingIp::with_bindings(r, &mut bindings)
+    })))
 }
 
 /// Show a floating IP; poll `status` after a change.
@@ -96,7 +106,7 @@ pub async fn floating_ip_view(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Response> {
     let row = app.fip_get(&who, &id.to_string()).await?;
-    Ok(with_etag(StatusCode::OK, row))
+    with_etag(&app, StatusCode::OK, row).await
 }
 
 /// Associate, disassociate or describe a floating IP.
@@ -121,11 +131,14 @@ pub async fn floating_ip_update(
     let patch = FipPatch {
         instance_id: body.instance_id.map(|o| o.map(|u| u.to_string())),
         description: body.description,
+        standby_instance_ids: body
+            .standby_instance_ids
+            .map(|v| v.into_iter().map(|u| u.to_string()).collect()),
     };
     let row = app
         .fip_update(&who, &id.to_string(), if_match, patch)
         .await?;
-    Ok(with_etag(StatusCode::OK, row))
+    with_etag(&app, StatusCode::OK, row).await
 }
 
 /// Release a floating IP. Its address returns to the pool once no host

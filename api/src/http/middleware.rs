@@ -38,6 +38,7 @@ pub async fn request_context(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let span = tracing::info_span!("request", request_id = %id, %method, route = %route);
     let started = Instant::now();
+    span.in_scope(|| tracing::debug!("request started"));
     let mut resp = REQUEST_ID
         .scope(
             id.clone(),

@@ -1,9 +1,11 @@
 //! The HTTP surface: axum routes, registered once through utoipa so the
 //! router and the OpenAPI document cannot drift apart.
 
+mod agent;
 pub mod error;
 pub mod extract;
 mod floating_ips;
+mod hosts;
 mod instances;
 mod middleware;
 pub mod model;
@@ -27,6 +29,8 @@ use error::ApiError;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Limit for agent reports (10,000 reports of ~300 bytes).
+pub const AGENT_BODY_LIMIT: usize = 8 * 1024 * 1024;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
@@ -46,6 +50,8 @@ const MAX_LIMIT: i64 = 1000;
         (name = "floating-ips", description = "Floating IPv6 addresses"),
         (name = "instances", description = "Workloads placed on hosts"),
         (name = "tokens", description = "Project tokens"),
+        (name = "hosts", description = "Compute hosts and their agents' leases"),
+        (name = "agent", description = "The agent protocol: lease, desired state, reports (agent tokens only)"),
         (name = "operations", description = "Health, readiness and metrics (no token needed)"),
     ),
 )]
@@ -95,9 +101,22 @@ fn api_router() -> OpenApiRouter<App> {
         ))
         .routes(routes!(tokens::token_create, tokens::token_list))
         .routes(routes!(tokens::token_delete))
+        .routes(routes!(hosts::host_create, hosts::host_list))
+        .routes(routes!(hosts::host_view, hosts::host_delete))
+        .merge(agent_router())
         .routes(routes!(ops::health_view))
         .routes(routes!(ops::ready_view))
         .routes(routes!(ops::metrics_view))
+}
+
+/// Agent routes accept larger bodies: a host with thousands of floating
+/// IPs reports them in one batch.
+fn agent_router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(agent::agent_lease_renew))
+        .routes(routes!(agent::agent_desired_state_view))
+        .routes(routes!(agent::agent_report_create))
+        .layer(DefaultBodyLimit::max(AGENT_BODY_LIMIT))
 }
 
 /// The OpenAPI document, exactly as served at `/openapi.json`.

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::app::pools::{Pool as AppPool, PoolUsage as AppPoolUsage};
 use crate::domain::{Description, FloatingIpStatus, HostName, Name, ProjectId};
-use crate::store::{EventRow, FloatingIpRow, InstanceRow, NetworkRow, TokenRow};
+use crate::store::{
+    BindingRow, EventRow, FloatingIpRow, HostRow, InstanceRow, NetworkRow, TokenRow,
+};
 
 fn ts(ms: i64) -> DateTime<Utc> {
     Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
@@ -25,7 +27,7 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    pub fn new<R>(rows: Vec<R>, next: Option<String>, f: impl Fn(R) -> T) -> Self {
+    pub fn new<R>(rows: Vec<R>, next: Option<String>, f: impl FnMut(R) -> T) -> Self {
         Self {
             items: rows.into_iter().map(f).collect(),
             next_page_token: next,
@@ -241,6 +243,46 @@ pub struct FloatingIpUpdate {
     pub instance_id: Option<Option<Uuid>>,
     #[schema(value_type = Option<String>)]
     pub description: Option<Description>,
+    /// Instances to fail over to, in order, when the active host is lost.
+    pub standby_instance_ids: Option<Vec<Uuid>>,
+}
+
+/// Per-host placement of a floating IP: wanted and observed.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Binding {
+    pub host: String,
+    /// `present` or `absent`.
+    pub desired: String,
+    /// The floating IP's revision that set `desired`.
+    pub desired_revision: i64,
+    /// What the host's agent last reported: `applying`, `tentative`,
+    /// `active`, `dad_failed`, `absent` or `error`.
+    pub state: Option<String>,
+    pub reported_revision: Option<i64>,
+    /// How long the last DAD took on this host.
+    pub dad_ms: Option<i64>,
+    /// The MAC that defended the address when DAD failed.
+    pub defender_mac: Option<String>,
+    pub na_sent: Option<i64>,
+    pub detail: Option<String>,
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+impl From<BindingRow> for Binding {
+    fn from(b: BindingRow) -> Self {
+        Self {
+            host: b.host,
+            desired: b.desired,
+            desired_revision: b.desired_revision,
+            state: b.reported_state,
+            reported_revision: b.reported_revision,
+            dad_ms: b.dad_ms,
+            defender_mac: b.defender_mac,
+            na_sent: b.na_sent,
+            detail: b.detail,
+            reported_at: b.reported_at.map(ts),
+        }
+    }
 }
 
 /// A floating IPv6 address.
@@ -257,16 +299,38 @@ pub struct FloatingIp {
     pub host: Option<String>,
     pub status: FloatingIpStatus,
     pub status_detail: Option<String>,
-    /// Increments on every change; send it back in `If-Match`.
+    /// Increments on every change of what is wanted (association,
+    /// description, standbys, failover); status changes do not bump it.
+    /// Send it back in `If-Match`.
     pub revision: i64,
     pub description: String,
+    pub standby_instance_ids: Vec<Uuid>,
+    /// Where the address is wanted and what each host's agent reported.
+    pub bindings: Vec<Binding>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+impl FloatingIp {
+    /// The representation of a row with its bindings (taken from `all`).
+    pub fn with_bindings(r: FloatingIpRow, all: &mut Vec<BindingRow>) -> Self {
+        let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(all)
+            .into_iter()
+            .partition(|b| b.floating_ip_id == r.id);
+        *all = rest;
+        let mut f = Self::from(r);
+        f.bindings = mine.into_iter().map(Binding::from).collect();
+        f
+    }
+}
+
 impl From<FloatingIpRow> for FloatingIp {
     fn from(r: FloatingIpRow) -> Self {
+        let standby: Vec<String> =
+            serde_json::from_str(&r.standby_instance_ids).unwrap_or_default();
         Self {
+            standby_instance_ids: standby.iter().filter_map(|s| s.parse().ok()).collect(),
+            bindings: Vec::new(),
             id: r.id.parse().unwrap_or_default(),
             address: r.address.parse().unwrap_or(Ipv6Addr::UNSPECIFIED),
             network_id: r.network_id.parse().unwrap_or_default(),
@@ -430,4 +494,68 @@ pub struct TokenCreated {
     pub info: Token,
     /// The bearer secret. Store it now: only its hash is kept.
     pub token: String,
+}
+
+// ---- hosts ------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HostCreate {
+    /// The host's name, as instances name it.
+    #[schema(value_type = String, example = "compute-1")]
+    pub name: HostName,
+}
+
+/// A compute node running one agent.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Host {
+    pub id: Uuid,
+    pub name: String,
+    /// `alive` (lease valid), `lost` (lease expired) or `never_seen`.
+    pub state: String,
+    pub agent_version: Option<String>,
+    /// The networks the agent serves, with interface and MAC.
+    pub networks: Vec<fip_types::ServedNetwork>,
+    /// Warnings from the agent's preflight check.
+    pub findings: Vec<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub last_seen_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Host {
+    pub fn new(r: HostRow, now: i64) -> Self {
+        Self {
+            id: r.id.parse().unwrap_or_default(),
+            state: crate::app::hosts::HostState::of(&r, now)
+                .as_str()
+                .to_owned(),
+            name: r.name,
+            agent_version: r.agent_version,
+            networks: serde_json::from_str(&r.networks).unwrap_or_default(),
+            findings: serde_json::from_str(&r.findings).unwrap_or_default(),
+            lease_expires_at: r.lease_expires_at.map(ts),
+            last_seen_at: r.last_seen_at.map(ts),
+            created_at: ts(r.created_at),
+        }
+    }
+}
+
+/// A new host with its agent token, shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostCreated {
+    #[serde(flatten)]
+    pub host: Host,
+    /// The agent's bearer token. Store it now: only its hash is kept.
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DesiredStateParams {
+    /// Answer once the host's desired-state revision is above this (default 0).
+    pub after: Option<i64>,
+    /// Longest wait in ms for a newer revision, 0 to 60000 (default 30000).
+    pub wait_ms: Option<u64>,
 }

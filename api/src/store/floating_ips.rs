@@ -19,6 +19,8 @@ pub struct FloatingIpRow {
     pub status: String,
     pub status_detail: Option<String>,
     pub revision: i64,
+    /// JSON list of instance IDs to fail over to, in order.
+    pub standby_instance_ids: String,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -50,7 +52,7 @@ pub struct FloatingIpFilter {
 
 const SELECT: &str = "SELECT f.id, f.network_id, f.pool_id, f.address, f.address_key, \
      f.project_id, f.description, f.instance_id, i.host AS host, f.status, f.status_detail, \
-     f.revision, f.created_at, f.updated_at \
+     f.revision, f.standby_instance_ids, f.created_at, f.updated_at \
      FROM floating_ips f LEFT JOIN instances i ON i.id = f.instance_id";
 
 /// Inserts an allocation; `Err(Unique)` when the address is taken on the
@@ -105,7 +107,8 @@ pub async fn get_for_update(
 pub async fn update(conn: &mut Conn, row: &FloatingIpRow) -> StoreResult<()> {
     sqlx::query(
         "UPDATE floating_ips SET description = $2, instance_id = $3, status = $4, \
-         status_detail = $5, revision = $6, updated_at = $7 WHERE id = $1",
+         status_detail = $5, revision = $6, updated_at = $7, standby_instance_ids = $8 \
+         WHERE id = $1",
     )
     .bind(&row.id)
     .bind(&row.description)
@@ -114,10 +117,33 @@ pub async fn update(conn: &mut Conn, row: &FloatingIpRow) -> StoreResult<()> {
     .bind(&row.status_detail)
     .bind(row.revision)
     .bind(row.updated_at)
+    .bind(&row.standby_instance_ids)
     .execute(conn)
     .await
     .map_err(classify)?;
     Ok(())
+}
+
+/// Sets status and detail only: observed state, so the revision (the
+/// generation of what is wanted) does not change.
+pub async fn set_status(
+    conn: &mut Conn,
+    id: &str,
+    status: &str,
+    detail: Option<&str>,
+    now: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE floating_ips SET status = $2, status_detail = $3, updated_at = $4 \
+         WHERE id = $1 AND (status <> $2 OR COALESCE(status_detail, '') <> COALESCE($3, ''))",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(detail)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Turns a floating IP into a tombstone that keeps its address out of the
@@ -288,67 +314,4 @@ impl Store {
         tx.commit().await?;
         Ok(n)
     }
-}
-
-// ---- bindings -------------------------------------------------------------
-
-/// Points the floating IP at `host` (or at no host) at `revision`: the new
-/// host's binding becomes `present`, every other present binding `absent`.
-/// A binding that was never delivered to its agent and is now absent is
-/// dropped, since that host cannot hold the address.
-pub async fn set_bindings(
-    conn: &mut Conn,
-    fip_id: &str,
-    host: Option<&str>,
-    revision: i64,
-    now: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE bindings SET desired = 'absent', desired_revision = $2, updated_at = $3 \
-         WHERE floating_ip_id = $1 AND desired = 'present' AND ($4 IS NULL OR host <> $4)",
-    )
-    .bind(fip_id)
-    .bind(revision)
-    .bind(now)
-    .bind(host)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "DELETE FROM bindings WHERE floating_ip_id = $1 AND desired = 'absent' \
-         AND delivered_revision IS NULL",
-    )
-    .bind(fip_id)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(host) = host {
-        sqlx::query(
-            "INSERT INTO bindings (floating_ip_id, host, desired, desired_revision, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (floating_ip_id, host) DO UPDATE \
-             SET desired = $3, desired_revision = $4, updated_at = $5",
-        )
-        .bind(fip_id)
-        .bind(host)
-        .bind("present")
-        .bind(revision)
-        .bind(now)
-        .execute(conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Hosts that may still hold the floating IP's address: its desired state
-/// reached their agent and they have not confirmed removal since.
-pub async fn holders(conn: &mut Conn, fip_id: &str) -> StoreResult<Vec<String>> {
-    Ok(sqlx::query_scalar(
-        "SELECT host FROM bindings WHERE floating_ip_id = $1 \
-         AND delivered_revision IS NOT NULL \
-         AND NOT (desired = 'absent' AND COALESCE(reported_state, '') = 'absent' \
-                  AND COALESCE(reported_revision, 0) >= desired_revision) \
-         ORDER BY host",
-    )
-    .bind(fip_id)
-    .fetch_all(conn)
-    .await?)
 }

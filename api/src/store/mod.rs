@@ -7,8 +7,10 @@
 //! same. The few real differences (row locks, migrations, LISTEN/NOTIFY) are
 //! switched on [`Backend`] here, not in the application layer.
 
+pub(crate) mod bindings;
 pub(crate) mod events;
 pub(crate) mod floating_ips;
+pub(crate) mod hosts;
 mod idempotency;
 pub(crate) mod instances;
 mod networks;
@@ -23,8 +25,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyConnection, AnyPool};
 
+pub use bindings::BindingRow;
 pub use events::EventRow;
 pub use floating_ips::{FloatingIpFilter, FloatingIpRow, NewFloatingIp};
+pub use hosts::HostRow;
 pub use idempotency::IdempotencyRecord;
 pub use instances::InstanceRow;
 pub use networks::NetworkRow;
@@ -82,6 +86,7 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    url: std::sync::Arc<str>,
 }
 
 impl Store {
@@ -132,7 +137,11 @@ impl Store {
                     .await?
             }
         };
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.into(),
+        })
     }
 
     /// The default database: an SQLite file inside the data directory.
@@ -147,6 +156,36 @@ impl Store {
         };
         migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    /// The URL this store was opened with (for PostgreSQL LISTEN).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Tells other fipd replicas that state changed (PostgreSQL NOTIFY);
+    /// a no-op on SQLite, which has one process.
+    pub async fn notify_peers(&self) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify('fipd_changes', '')")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the controller lock for the rest of `conn`'s transaction, so
+    /// one replica at a time acts on expired leases; `false` when another
+    /// replica holds it. SQLite has one process, so it always succeeds.
+    pub async fn try_controller_lock(&self, conn: &mut Conn) -> StoreResult<bool> {
+        match self.backend {
+            Backend::Postgres => Ok(sqlx::query_scalar(
+                "SELECT pg_try_advisory_xact_lock(7243518)",
+            )
+            .fetch_one(conn)
+            .await?),
+            Backend::Sqlite => Ok(true),
+        }
     }
 
     pub fn backend(&self) -> Backend {

@@ -1,13 +1,11 @@
 //! Test harness: a real fipd on port 0 with a fresh database per test, on
 //! SQLite or PostgreSQL.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
 use fipd::app::{hash_token, App, AppConfig};
 use fipd::store::Store;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 
 pub const ADMIN: &str = "test-admin-token";
 
@@ -108,22 +106,26 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, quarantine_ms: i64) -> Self {
+        Self::spawn_config(backend, |c| c.quarantine_ms = quarantine_ms).await
+    }
+
+    /// A server with the controller running, as `fipd serve` runs it.
+    pub async fn spawn_config(backend: Backend, tweak: impl FnOnce(&mut AppConfig)) -> Self {
         let db = TestDb::new(backend).await;
         let store = Store::connect(&db.url).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let app = App {
-            store: store.clone(),
-            config: Arc::new(AppConfig {
-                admin_token_hash: hash_token(ADMIN),
-                quarantine_ms,
-            }),
-        };
+        let mut config = AppConfig::new(hash_token(ADMIN));
+        config.quarantine_ms = 0;
+        tweak(&mut config);
+        let app = App::new(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(async move {
-            axum::serve(listener, fipd::http::router(app))
-                .await
-                .unwrap();
+            let controller = tokio::spawn(fipd::background::controller_loop(app.clone()));
+            let peers = tokio::spawn(fipd::background::peer_listener(app.clone()));
+            let _ = axum::serve(listener, fipd::http::router(app)).await;
+            controller.abort();
+            peers.abort();
         });
         Self {
             addr,
@@ -188,7 +190,24 @@ impl TestApp {
         id_of(expect(r, StatusCode::CREATED).await)
     }
 
+    /// Registers a host (if it is not registered yet); returns its agent
+    /// token, or `None` when it existed already.
+    pub async fn host(&self, name: &str) -> Option<String> {
+        let r = self.post("/v1/hosts", ADMIN, json!({ "name": name })).await;
+        if r.status() == StatusCode::CONFLICT {
+            return None;
+        }
+        Some(
+            expect(r, StatusCode::CREATED).await["token"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
+    }
+
+    /// Creates an instance of `project` on `host` (registering the host).
     pub async fn instance(&self, project: &str, host: &str) -> String {
+        self.host(host).await;
         let r = self
             .post(
                 "/v1/instances",

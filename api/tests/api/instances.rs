@@ -8,6 +8,7 @@ use crate::helpers::*;
 
 async fn instance_crud_with_caller_chosen_id(b: Backend) {
     let app = TestApp::spawn(b).await;
+    app.host("compute-1").await;
     let id = uuid::Uuid::new_v4();
     let r = app
         .post(
@@ -22,7 +23,7 @@ async fn instance_crud_with_caller_chosen_id(b: Backend) {
         .post(
             "/v1/instances",
             ADMIN,
-            json!({ "id": id, "name": "x", "project_id": "p", "host": "h" }),
+            json!({ "id": id, "name": "x", "project_id": "p", "host": "compute-1" }),
         )
         .await;
     expect_problem(r, StatusCode::CONFLICT, "instance_exists").await;
@@ -84,6 +85,16 @@ async fn migrating_an_instance_moves_its_floating_ips(b: Backend) {
         )
         .await;
     let fip = id_of(expect(r, StatusCode::CREATED).await);
+    let r = app
+        .patch(
+            &format!("/v1/instances/{vm}"),
+            ADMIN,
+            json!({ "host": "compute-9" }),
+        )
+        .await;
+    let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    assert!(p["detail"].as_str().unwrap().starts_with("host:"), "{p}");
+    app.host("compute-2").await;
     let r = app
         .patch(
             &format!("/v1/instances/{vm}"),

@@ -5,6 +5,8 @@
 
 mod helpers;
 
+mod agent;
+
 mod auth;
 mod concurrency;
 mod errors;

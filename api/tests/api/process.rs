@@ -82,15 +82,16 @@ impl Fipd {
     /// Waits for a stderr line containing `needle`.
     pub fn wait_stderr(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .stderr
-                .recv_timeout(left)
-                .unwrap_or_else(|_| panic!("no {needle:?} on stderr"));
+            let Ok(line) = self.stderr.recv_timeout(left) else {
+                panic!("no {needle:?} on stderr; saw {seen:?}");
+            };
             if line.contains(needle) {
                 return;
             }
+            seen.push(line);
         }
     }
 
@@ -250,7 +251,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
             "--admin-token",
             ADMIN,
         ],
-        &[],
+        &[("FIPD_LOG", "info,fipd=debug")],
     );
     let addr = p.url.trim_start_matches("http://").to_owned();
     let body = br#"{"name":"drained"}"#;
@@ -267,6 +268,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     conn.write_all(&body[..5]).unwrap();
     conn.flush().unwrap();
     // The request is in flight (headers in, body half sent) when SIGTERM lands.
+    p.wait_stderr("request started");
     unsafe { libc::kill(p.child.id() as i32, libc::SIGTERM) };
     p.wait_stderr("shutdown requested");
     conn.write_all(&body[5..]).unwrap();

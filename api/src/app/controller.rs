@@ -1,0 +1,233 @@
+//! The controller: orders every move (design brief §4), derives each
+//! floating IP's status from its agents' reports, and acts on expired
+//! leases: marks hosts lost, fails over to standbys, fences, releases.
+//!
+//! The ordering itself is data: `store::bindings` only hands a floating IP
+//! to its new host once every previous holder has confirmed removal or has
+//! been fenced. Everything here keeps bindings, status and the event log
+//! consistent in one transaction per step.
+
+use serde_json::json;
+
+use super::floating_ips::log;
+use super::{App, AppResult};
+use crate::domain::FloatingIpStatus;
+use crate::store::{bindings, floating_ips, hosts, instances, now_ms, Conn, StoreError};
+
+impl App {
+    /// Points a floating IP at `host` (or nowhere) at `revision` and logs
+    /// the removals this asks of other hosts.
+    pub(crate) async fn place(
+        &self,
+        conn: &mut Conn,
+        fip_id: &str,
+        host: Option<&str>,
+        revision: i64,
+        now: i64,
+    ) -> AppResult<()> {
+        for old in bindings::set(conn, fip_id, host, revision, now).await? {
+            log(
+                conn,
+                fip_id,
+                "removal_requested",
+                Some(&old),
+                revision,
+                json!({}),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Recomputes a floating IP's status from the report of its intended
+    /// host. Status is observed state: it never bumps the revision.
+    pub(crate) async fn refresh_status(
+        &self,
+        conn: &mut Conn,
+        fip_id: &str,
+        now: i64,
+    ) -> AppResult<()> {
+        let Some(f) = floating_ips::get_for_update(conn, &self.store, fip_id).await? else {
+            return Ok(());
+        };
+        let (status, detail) = match &f.host {
+            None => (FloatingIpStatus::Down, None),
+            Some(host) => {
+                if let Some(lost) = hosts::lost_at(conn, host).await? {
+                    let at = chrono::DateTime::from_timestamp_millis(lost).unwrap_or_default();
+                    (
+                        FloatingIpStatus::Error,
+                        Some(format!(
+                            "host {host} is lost: its agent's lease expired at {at}"
+                        )),
+                    )
+                } else {
+                    match bindings::get_for_update(conn, &self.store, fip_id, host).await? {
+                        Some(b) if b.reported_revision >= Some(b.desired_revision) => {
+                            match b.reported_state.as_deref() {
+                                Some("active") => (FloatingIpStatus::Active, None),
+                                Some("dad_failed") => (
+                                    FloatingIpStatus::Error,
+                                    Some(format!(
+                                        "DAD failed on host {host}: {} is defended by {} (DAD took {} ms); the agent retries",
+                                        f.address,
+                                        b.defender_mac.as_deref().unwrap_or("an unidentified node"),
+                                        b.dad_ms.map_or("?".into(), |d| d.to_string()),
+                                    )),
+                                ),
+                                Some("error") => (
+                                    FloatingIpStatus::Error,
+                                    Some(format!(
+                                        "agent on host {host}: {}",
+                                        b.detail.as_deref().unwrap_or("error")
+                                    )),
+                                ),
+                                _ => (FloatingIpStatus::Pending, None),
+                            }
+                        }
+                        _ => (FloatingIpStatus::Pending, None),
+                    }
+                }
+            }
+        };
+        floating_ips::set_status(conn, fip_id, status.as_str(), detail.as_deref(), now).await?;
+        Ok(())
+    }
+
+    /// Releases deleted floating IPs that no host holds any more.
+    pub(crate) async fn release_unheld(&self, conn: &mut Conn, now: i64) -> AppResult<usize> {
+        let released = bindings::release_unheld(conn, now).await?;
+        for id in &released {
+            log(
+                conn,
+                id,
+                "released",
+                None,
+                0,
+                json!({ "quarantine_ms": self.config.quarantine_ms }),
+            )
+            .await?;
+        }
+        Ok(released.len())
+    }
+
+    /// One pass over leases, run periodically by one replica at a time:
+    /// hosts whose lease ran out become lost (their floating IPs fail over
+    /// to a standby or turn ERROR); once the grace has passed too they are
+    /// fenced (their pending removals count as done). Returns whether
+    /// anything changed.
+    pub async fn controller_tick(&self) -> AppResult<bool> {
+        let now = now_ms();
+        let mut tx = self.store.begin().await?;
+        if !self.store.try_controller_lock(&mut tx).await? {
+            return Ok(false);
+        }
+        let lost = hosts::mark_lost(&mut tx, now).await?;
+        for host in &lost {
+            tracing::warn!(%host, "host lost: its agent's lease expired");
+            for fip in bindings::present_on(&mut tx, host).await? {
+                let rev = current_revision(&mut tx, &self.store, &fip).await?;
+                log(
+                    &mut tx,
+                    &fip,
+                    "host_lost",
+                    Some(host),
+                    rev,
+                    json!({ "reason": "lease expired" }),
+                )
+                .await?;
+                if !self.failover(&mut tx, &fip, host, now).await? {
+                    self.refresh_status(&mut tx, &fip, now).await?;
+                }
+            }
+        }
+        let fenced = hosts::mark_fenced(&mut tx, now, self.config.fence_grace_ms).await?;
+        for host in &fenced {
+            tracing::warn!(%host, "host fenced: its addresses now count as gone");
+            for fip in bindings::confirm_fenced(&mut tx, host, now).await? {
+                let rev = current_revision(&mut tx, &self.store, &fip).await?;
+                log(
+                    &mut tx,
+                    &fip,
+                    "removal_assumed",
+                    Some(host),
+                    rev,
+                    json!({ "reason": "lease expired and fence grace passed", "fence_grace_ms": self.config.fence_grace_ms }),
+                )
+                .await?;
+            }
+        }
+        let released = self.release_unheld(&mut tx, now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        let changed = !lost.is_empty() || !fenced.is_empty() || released > 0;
+        if changed {
+            self.publish().await;
+        }
+        Ok(changed)
+    }
+
+    /// Moves a floating IP whose host was lost to its first standby
+    /// instance on a live host, by the same ordered protocol as any move.
+    async fn failover(
+        &self,
+        conn: &mut Conn,
+        fip_id: &str,
+        lost_host: &str,
+        now: i64,
+    ) -> AppResult<bool> {
+        let Some(mut f) = floating_ips::get_for_update(conn, &self.store, fip_id).await? else {
+            return Ok(false);
+        };
+        if f.host.as_deref() != Some(lost_host) {
+            return Ok(false);
+        }
+        let standbys: Vec<String> =
+            serde_json::from_str(&f.standby_instance_ids).unwrap_or_default();
+        for sid in standbys {
+            if f.instance_id.as_deref() == Some(sid.as_str()) {
+                continue;
+            }
+            let Some(inst) = instances::get_for_update(conn, &self.store, &sid).await? else {
+                continue;
+            };
+            if inst.project_id != f.project_id || !hosts::is_alive(conn, &inst.host, now).await? {
+                continue;
+            }
+            let from_instance = f.instance_id.replace(inst.id.clone());
+            f.host = Some(inst.host.clone());
+            f.revision += 1;
+            f.updated_at = now;
+            f.status = FloatingIpStatus::Pending.as_str().to_owned();
+            f.status_detail = None;
+            floating_ips::update(conn, &f).await?;
+            log(
+                conn,
+                fip_id,
+                "failover",
+                Some(&inst.host),
+                f.revision,
+                json!({
+                    "reason": format!("host {lost_host} lost its lease"),
+                    "from_host": lost_host, "from_instance_id": from_instance,
+                    "to_instance_id": inst.id,
+                }),
+            )
+            .await?;
+            self.place(conn, fip_id, Some(&inst.host), f.revision, now)
+                .await?;
+            tracing::warn!(fip = %fip_id, from = %lost_host, to = %inst.host, "failover");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+}
+
+async fn current_revision(
+    conn: &mut Conn,
+    store: &crate::store::Store,
+    fip: &str,
+) -> AppResult<i64> {
+    Ok(floating_ips::get_for_update(conn, store, fip)
+        .await?
+        .map_or(0, |f| f.revision))
+}

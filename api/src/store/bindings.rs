@@ -1,0 +1,286 @@
+//! SQL for per-host bindings: what the controller wants on each host and
+//! what that host's agent last reported. This is where the DAD-safe order
+//! of a move (design brief §4) lives: a host's desired state gains a
+//! floating IP only once every other host that may hold it has confirmed
+//! removal (or was fenced).
+
+use sqlx::FromRow;
+
+use super::{Conn, Store, StoreResult};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct BindingRow {
+    pub floating_ip_id: String,
+    pub host: String,
+    pub desired: String,
+    pub desired_revision: i64,
+    pub delivered_revision: Option<i64>,
+    pub reported_state: Option<String>,
+    pub reported_revision: Option<i64>,
+    pub dad_ms: Option<i64>,
+    pub defender_mac: Option<String>,
+    pub na_sent: Option<i64>,
+    pub detail: Option<String>,
+    pub reported_at: Option<i64>,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "floating_ip_id, host, desired, desired_revision, delivered_revision, \
+     reported_state, reported_revision, dad_ms, defender_mac, na_sent, detail, reported_at, updated_at";
+
+/// `o` has confirmed removal: its agent reported the address absent at or
+/// after the revision that asked for the removal (fencing records the same).
+const CONFIRMED: &str = "(o.desired = 'absent' AND COALESCE(o.reported_state, '') = 'absent' \
+     AND COALESCE(o.reported_revision, 0) >= o.desired_revision)";
+
+/// The move gate for binding `b`: no other host may still hold the address.
+fn gate_open() -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM bindings o WHERE o.floating_ip_id = b.floating_ip_id \
+         AND o.host <> b.host AND NOT {CONFIRMED})"
+    )
+}
+
+/// Points the floating IP at `host` (or at no host) at `revision`: the new
+/// host's binding becomes `present`, every other present binding `absent`.
+/// A binding never delivered to its agent is dropped when it becomes absent
+/// (that host cannot hold the address); one on a fenced host is confirmed at
+/// once (its lease ran out and its addresses count as gone).
+///
+/// Returns the hosts that must now remove the address and confirm.
+pub async fn set(
+    conn: &mut Conn,
+    fip_id: &str,
+    host: Option<&str>,
+    revision: i64,
+    now: i64,
+) -> StoreResult<Vec<String>> {
+    sqlx::query(
+        "UPDATE bindings SET desired = 'absent', desired_revision = $2, updated_at = $3 \
+         WHERE floating_ip_id = $1 AND desired = 'present' AND ($4 IS NULL OR host <> $4)",
+    )
+    .bind(fip_id)
+    .bind(revision)
+    .bind(now)
+    .bind(host)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "DELETE FROM bindings WHERE floating_ip_id = $1 AND desired = 'absent' \
+         AND delivered_revision IS NULL",
+    )
+    .bind(fip_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE bindings SET reported_state = 'absent', reported_revision = desired_revision, \
+         detail = 'host fenced: lease expired', reported_at = $2 \
+         WHERE floating_ip_id = $1 AND desired = 'absent' \
+         AND host IN (SELECT name FROM hosts WHERE fenced_at IS NOT NULL)",
+    )
+    .bind(fip_id)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(host) = host {
+        sqlx::query(
+            "INSERT INTO bindings (floating_ip_id, host, desired, desired_revision, updated_at) \
+             VALUES ($1, $2, 'present', $3, $4) \
+             ON CONFLICT (floating_ip_id, host) DO UPDATE \
+             SET desired = 'present', desired_revision = $3, updated_at = $4",
+        )
+        .bind(fip_id)
+        .bind(host)
+        .bind(revision)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT o.host FROM bindings o WHERE o.floating_ip_id = $1 AND o.desired = 'absent' \
+         AND o.desired_revision = $2 AND NOT {CONFIRMED} ORDER BY o.host"
+    ))
+    .bind(fip_id)
+    .bind(revision)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Hosts that may still hold the floating IP's address: it was delivered
+/// to their agent and they have not confirmed removal since.
+pub async fn holders(conn: &mut Conn, fip_id: &str) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT o.host FROM bindings o WHERE o.floating_ip_id = $1 \
+         AND o.delivered_revision IS NOT NULL AND NOT {CONFIRMED} ORDER BY o.host"
+    ))
+    .bind(fip_id)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Marks present bindings of `host` whose gate is open as delivered at the
+/// floating IP's current revision; returns the newly delivered ones. Runs
+/// in the same transaction as the read of the desired state, so a move
+/// that commits first makes this skip the row, and one that commits later
+/// sees the delivery and waits for this host's confirmation.
+pub async fn mark_delivered(conn: &mut Conn, host: &str) -> StoreResult<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(&format!(
+        "UPDATE bindings AS b SET delivered_revision = \
+           (SELECT f.revision FROM floating_ips f WHERE f.id = b.floating_ip_id) \
+         WHERE b.host = $1 AND b.desired = 'present' \
+           AND COALESCE(b.delivered_revision, -1) <> \
+               (SELECT f.revision FROM floating_ips f WHERE f.id = b.floating_ip_id) \
+           AND {} \
+         RETURNING floating_ip_id, delivered_revision",
+        gate_open()
+    ))
+    .bind(host)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One entry of a host's desired state.
+#[derive(Debug, Clone, FromRow)]
+pub struct DesiredRow {
+    pub floating_ip_id: String,
+    pub address: String,
+    pub network: String,
+    pub cidr: String,
+    pub revision: i64,
+}
+
+/// The addresses `host` should hold: present, delivered, gate open.
+pub async fn desired(conn: &mut Conn, host: &str) -> StoreResult<Vec<DesiredRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT f.id AS floating_ip_id, f.address, n.name AS network, p.cidr, f.revision \
+         FROM bindings b JOIN floating_ips f ON f.id = b.floating_ip_id \
+         JOIN networks n ON n.id = f.network_id JOIN pools p ON p.id = f.pool_id \
+         WHERE b.host = $1 AND b.desired = 'present' AND b.delivered_revision IS NOT NULL \
+           AND f.deleted_at IS NULL AND {} \
+         ORDER BY f.id",
+        gate_open()
+    ))
+    .bind(host)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One removal `host` must perform and confirm.
+#[derive(Debug, Clone, FromRow)]
+pub struct RemovalRow {
+    pub floating_ip_id: String,
+    pub address: String,
+    pub network: String,
+    pub revision: i64,
+}
+
+/// The removals `host` has not confirmed yet.
+pub async fn removals(conn: &mut Conn, host: &str) -> StoreResult<Vec<RemovalRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT f.id AS floating_ip_id, f.address, n.name AS network, o.desired_revision AS revision \
+         FROM bindings o JOIN floating_ips f ON f.id = o.floating_ip_id \
+         JOIN networks n ON n.id = f.network_id \
+         WHERE o.host = $1 AND o.desired = 'absent' AND NOT {CONFIRMED} ORDER BY f.id"
+    ))
+    .bind(host)
+    .fetch_all(conn)
+    .await?)
+}
+
+pub async fn get_for_update(
+    conn: &mut Conn,
+    store: &Store,
+    fip_id: &str,
+    host: &str,
+) -> StoreResult<Option<BindingRow>> {
+    Ok(sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM bindings WHERE floating_ip_id = $1 AND host = $2{}",
+        store.for_update()
+    ))
+    .bind(fip_id)
+    .bind(host)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Stores an agent's report on a binding.
+pub async fn record_report(conn: &mut Conn, b: &BindingRow) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE bindings SET reported_state = $3, reported_revision = $4, dad_ms = $5, \
+         defender_mac = $6, na_sent = $7, detail = $8, reported_at = $9 \
+         WHERE floating_ip_id = $1 AND host = $2",
+    )
+    .bind(&b.floating_ip_id)
+    .bind(&b.host)
+    .bind(&b.reported_state)
+    .bind(b.reported_revision)
+    .bind(b.dad_ms)
+    .bind(&b.defender_mac)
+    .bind(b.na_sent)
+    .bind(&b.detail)
+    .bind(b.reported_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Confirms every pending removal on a fenced host; returns the floating IPs.
+pub async fn confirm_fenced(conn: &mut Conn, host: &str, now: i64) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(&format!(
+        "UPDATE bindings AS o SET reported_state = 'absent', reported_revision = o.desired_revision, \
+         detail = 'host fenced: lease expired', reported_at = $2 \
+         WHERE o.host = $1 AND o.desired = 'absent' AND NOT {CONFIRMED} \
+         RETURNING floating_ip_id"
+    ))
+    .bind(host)
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Floating IPs whose placement names `host` (present bindings).
+pub async fn present_on(conn: &mut Conn, host: &str) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT floating_ip_id FROM bindings WHERE host = $1 AND desired = 'present' ORDER BY floating_ip_id",
+    )
+    .bind(host)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Releases deleted floating IPs that no host holds any more; returns them.
+pub async fn release_unheld(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(&format!(
+        "UPDATE floating_ips SET released_at = $1 \
+         WHERE deleted_at IS NOT NULL AND released_at IS NULL \
+         AND NOT EXISTS (SELECT 1 FROM bindings o WHERE o.floating_ip_id = floating_ips.id \
+                         AND o.delivered_revision IS NOT NULL AND NOT {CONFIRMED}) \
+         RETURNING id"
+    ))
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+impl Store {
+    /// Bindings of the given floating IPs, for their representation.
+    pub async fn bindings_of(&self, fip_ids: &[String]) -> StoreResult<Vec<BindingRow>> {
+        if fip_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A JSON array parameter keeps one statement for any page size on
+        // both backends.
+        let ids = serde_json::to_string(fip_ids).expect("strings serialise");
+        let in_list = match self.backend() {
+            super::Backend::Postgres => "SELECT jsonb_array_elements_text($1::jsonb)",
+            super::Backend::Sqlite => "SELECT value FROM json_each($1)",
+        };
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM bindings WHERE floating_ip_id IN ({in_list}) \
+             ORDER BY floating_ip_id, host"
+        ))
+        .bind(ids)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}

@@ -1,0 +1,227 @@
+//! SQL for hosts and their leases.
+
+use sqlx::FromRow;
+
+use super::{classify, Conn, Store, StoreError, StoreResult};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct HostRow {
+    pub id: String,
+    pub name: String,
+    pub token_hash: String,
+    pub agent_version: Option<String>,
+    pub networks: String,
+    pub findings: String,
+    pub lease_expires_at: Option<i64>,
+    pub last_seen_at: Option<i64>,
+    pub lost_at: Option<i64>,
+    pub fenced_at: Option<i64>,
+    pub desired_revision: i64,
+    pub desired_digest: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, name, token_hash, agent_version, networks, findings, lease_expires_at, \
+     last_seen_at, lost_at, fenced_at, desired_revision, desired_digest, created_at, updated_at";
+
+/// What a lease renewal records.
+pub struct Renewal<'a> {
+    pub host_id: &'a str,
+    pub now: i64,
+    pub expires_at: i64,
+    pub agent_version: &'a str,
+    pub networks: &'a str,
+    pub findings: &'a str,
+}
+
+/// Renews a lease; returns the host as it was before (to see a recovery).
+pub async fn renew(
+    conn: &mut Conn,
+    store: &Store,
+    r: &Renewal<'_>,
+) -> StoreResult<Option<HostRow>> {
+    let before: Option<HostRow> = sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM hosts WHERE id = $1{}",
+        store.for_update()
+    ))
+    .bind(r.host_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if before.is_none() {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE hosts SET lease_expires_at = $2, last_seen_at = $3, agent_version = $4, \
+         networks = $5, findings = $6, lost_at = NULL, fenced_at = NULL, updated_at = $3 \
+         WHERE id = $1",
+    )
+    .bind(r.host_id)
+    .bind(r.expires_at)
+    .bind(r.now)
+    .bind(r.agent_version)
+    .bind(r.networks)
+    .bind(r.findings)
+    .execute(conn)
+    .await?;
+    Ok(before)
+}
+
+/// Marks hosts whose lease ran out as lost; returns their names.
+pub async fn mark_lost(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE hosts SET lost_at = $1, updated_at = $1 \
+         WHERE lease_expires_at IS NOT NULL AND lease_expires_at <= $1 AND lost_at IS NULL \
+         RETURNING name",
+    )
+    .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Marks lost hosts whose lease ran out more than `grace_ms` ago as fenced:
+/// from now on their addresses are treated as gone. Returns their names.
+pub async fn mark_fenced(conn: &mut Conn, now: i64, grace_ms: i64) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE hosts SET fenced_at = $1, updated_at = $1 \
+         WHERE lost_at IS NOT NULL AND fenced_at IS NULL AND lease_expires_at + $2 <= $1 \
+         RETURNING name",
+    )
+    .bind(now)
+    .bind(grace_ms)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Bumps the host's desired-state revision if the content digest changed;
+/// returns the current revision.
+pub async fn desired_revision(conn: &mut Conn, host_id: &str, digest: &str) -> StoreResult<i64> {
+    sqlx::query(
+        "UPDATE hosts SET desired_revision = desired_revision + 1, desired_digest = $2 \
+         WHERE id = $1 AND desired_digest <> $2",
+    )
+    .bind(host_id)
+    .bind(digest)
+    .execute(&mut *conn)
+    .await?;
+    Ok(
+        sqlx::query_scalar("SELECT desired_revision FROM hosts WHERE id = $1")
+            .bind(host_id)
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Whether the named host holds a valid lease at `now`.
+pub async fn is_alive(conn: &mut Conn, name: &str, now: i64) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM hosts WHERE name = $1 AND lost_at IS NULL \
+         AND lease_expires_at IS NOT NULL AND lease_expires_at > $2",
+    )
+    .bind(name)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(n > 0)
+}
+
+impl Store {
+    /// `Err(Unique)` when the name is taken.
+    pub async fn host_insert(&self, row: &HostRow) -> StoreResult<()> {
+        sqlx::query(&format!(
+            "INSERT INTO hosts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+        ))
+        .bind(&row.id)
+        .bind(&row.name)
+        .bind(&row.token_hash)
+        .bind(&row.agent_version)
+        .bind(&row.networks)
+        .bind(&row.findings)
+        .bind(row.lease_expires_at)
+        .bind(row.last_seen_at)
+        .bind(row.lost_at)
+        .bind(row.fenced_at)
+        .bind(row.desired_revision)
+        .bind(&row.desired_digest)
+        .bind(row.created_at)
+        .bind(row.updated_at)
+        .execute(self.pool())
+        .await
+        .map_err(classify)?;
+        Ok(())
+    }
+
+    pub async fn host_get(&self, id: &str) -> StoreResult<Option<HostRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM hosts WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn host_by_name(&self, name: &str) -> StoreResult<Option<HostRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM hosts WHERE name = $1"))
+                .bind(name)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
+    pub async fn host_by_token_hash(&self, hash: &str) -> StoreResult<Option<HostRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM hosts WHERE token_hash = $1"
+        ))
+        .bind(hash)
+        .fetch_optional(self.pool())
+        .await?)
+    }
+
+    pub async fn host_list(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<HostRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM hosts WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// Deletes a host that no binding names; `Err(ForeignKey)` otherwise.
+    pub async fn host_delete(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let Some(name): Option<String> = sqlx::query_scalar(&format!(
+            "SELECT name FROM hosts WHERE id = $1{}",
+            self.for_update()
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let bound: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bindings WHERE host = $1")
+            .bind(&name)
+            .fetch_one(&mut *tx)
+            .await?;
+        if bound > 0 {
+            return Err(StoreError::ForeignKey);
+        }
+        sqlx::query("DELETE FROM hosts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// When the named host was marked lost, if it is; `None` also for unknown hosts.
+pub async fn lost_at(conn: &mut Conn, name: &str) -> StoreResult<Option<i64>> {
+    let v: Option<Option<i64>> = sqlx::query_scalar("SELECT lost_at FROM hosts WHERE name = $1")
+        .bind(name)
+        .fetch_optional(conn)
+        .await?;
+    Ok(v.flatten())
+}
