@@ -69,3 +69,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+
+# Benchmarks in quick mode: a few iterations, so the benchmark code cannot
+# rot. Figures from this run mean nothing; full runs are in the README.
+log "benchmarks (quick mode)"
+cargo run -q -p fip-bench -- api --quick

@@ -1,0 +1,103 @@
+//! `fip-bench`: each figure next to its baseline, measured in the same run.
+//!
+//! `fip-bench api` needs no root (PostgreSQL and SQLite, loopback only);
+//! `fip-bench netns` runs the namespace benchmarks as root. `--quick` runs
+//! a few iterations so CI keeps the code working; full runs are for people.
+
+mod api;
+mod fipd;
+mod report;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "fip-bench",
+    about = "Benchmarks of fipd and fip-agent against same-run baselines"
+)]
+struct Cli {
+    #[command(subcommand)]
+    suite: Suite,
+    /// A few iterations only (for CI); results are not written unless --out is given.
+    #[arg(long, global = true)]
+    quick: bool,
+    /// Where to write the results table [default: bench/results.md for full runs].
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Suite {
+    /// API throughput (figure 3), allocation at scale (figure 4), fipd memory (figure 6).
+    Api {
+        /// PostgreSQL server to create scratch databases on.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let mode = if cli.quick { "quick" } else { "full" };
+    let result = rt.block_on(async {
+        let mut rows = Vec::new();
+        let suite = match &cli.suite {
+            Suite::Api { database_url } => {
+                let opts = api::Opts {
+                    pg_admin_url: database_url.clone(),
+                    quick: cli.quick,
+                };
+                api::throughput(&opts, &mut rows).await?;
+                api::allocation_at_scale(&opts, &mut rows).await?;
+                "api"
+            }
+        };
+        anyhow::Ok((suite, rows))
+    });
+    let (suite, rows) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fip-bench: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let out = cli.out.clone().or_else(|| {
+        (!cli.quick).then(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results.md")))
+    });
+    if let Some(path) = out {
+        let machine = machine();
+        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        let body = report::markdown(&rows, &machine, &date, mode);
+        if let Err(e) = report::write_section(&path, suite, &body) {
+            eprintln!("fip-bench: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("results written to {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// "2 cores, 23 GiB, kernel 6.18": enough to compare runs.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {mem_gib:.0} GiB, Linux {}", kernel.trim())
+}
