@@ -4,10 +4,12 @@
 //!   confirmation, list, announce, check — all in the current namespace.
 //! - [`reconcile`]: the pure [`reconcile::plan::plan`], the
 //!   [`reconcile::apply::apply`] step and per-address status.
+//! - [`daemon`]: `fip-agent run`, the lease/desired-state/report loop with fipd.
 //! - [`net`]: netlink, DAD watch and defender capture, NA encoder/sender, sysctls.
 
 pub mod addr;
 pub mod cli;
+pub mod daemon;
 pub mod error;
 pub mod manager;
 pub mod net;

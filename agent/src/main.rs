@@ -7,11 +7,16 @@ fn main() -> std::process::ExitCode {
     // clap exits with 2 on bad arguments (including an invalid ADDR),
     // which is our bad-input code.
     let cli = Cli::parse();
+    // The daemon logs what it does; one-shot commands only warnings.
+    let default_level = match cli.command {
+        fip_agent::cli::Command::Run(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIP_AGENT_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .init();
     // One thread is plenty for a command, and it keeps every socket in the

@@ -34,6 +34,9 @@ pub enum Command {
     List(ListArgs),
     /// Preflight: IPv6 sysctls and link state that matter for DAD and NAs.
     Check(CheckArgs),
+    /// Run the daemon: hold a lease with fipd, apply the host's desired
+    /// state, report back (docs/agent-daemon.md).
+    Run(crate::daemon::config::RunArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -164,16 +167,21 @@ struct AddLine<'a> {
 
 /// Runs one command and returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
+    let cli = match cli.command {
+        Command::Run(args) => return crate::daemon::run(args).await,
+        other => other,
+    };
     let mgr = match AddressManager::new() {
         Ok(m) => m,
         Err(e) => return fail(&e),
     };
-    let res = match cli.command {
+    let res = match cli {
         Command::Add(a) => add(&mgr, a).await,
         Command::Del(a) => del(&mgr, a).await,
         Command::Announce(a) => announce(&mgr, a).await,
         Command::List(a) => list(&mgr, a).await,
         Command::Check(a) => check(&mgr, a).await,
+        Command::Run(_) => unreachable!("handled above"),
     };
     res.unwrap_or_else(|e| fail(&e))
 }
