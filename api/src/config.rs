@@ -170,7 +170,10 @@ mod example_config {
     fn deploy_example_config_parses() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/fipd.toml");
         let file = FileConfig::load(Path::new(path)).expect("deploy/fipd.toml parses");
-        assert_eq!(file.listen.map(|l| l.to_string()).as_deref(), Some("127.0.0.1:8080"));
+        assert_eq!(
+            file.listen.map(|l| l.to_string()).as_deref(),
+            Some("127.0.0.1:8080")
+        );
         assert_eq!(file.lease_ttl_ms, Some(10_000));
         assert_eq!(file.dad_mode, Some(fip_types::DadMode::Strict));
         let s = Settings::merge(Overrides::default(), file);

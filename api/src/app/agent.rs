@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use super::floating_ips::log;
 use super::{App, AppError, AppResult, Principal};
 use crate::domain::Ipv6Prefix;
-use crate::store::{bindings, hosts, now_ms, StoreError};
+use crate::store::{bindings, floating_ips, hosts, now_ms, StoreError};
 
 /// Longest long poll we hold open.
 pub const MAX_WAIT_MS: u64 = 60_000;
@@ -87,24 +87,30 @@ impl App {
             .await?
             .ok_or(AppError::NotFound("host"))?;
         let recovered = before.lost_at.is_some();
+        let mut back = Vec::new();
         if recovered {
             // Removals pending on a fenced host were done by its agent's
             // self-fencing or the kernel lifetimes: keep them confirmed.
             bindings::confirm_fenced(&mut tx, host_name, now).await?;
-            for fip in bindings::present_on(&mut tx, host_name).await? {
-                log(
-                    &mut tx,
-                    &fip,
-                    "host_recovered",
-                    Some(host_name),
-                    0,
-                    json!({}),
-                )
-                .await?;
-                self.refresh_status(&mut tx, &fip, now).await?;
-            }
+            back = bindings::present_on(&mut tx, host_name).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        // Status is recomputed per floating IP in its own transaction, which
+        // takes the floating IP's lock before any binding's.
+        for fip in &back {
+            let mut tx = self.store.begin().await?;
+            log(
+                &mut tx,
+                fip,
+                "host_recovered",
+                Some(host_name),
+                0,
+                json!({}),
+            )
+            .await?;
+            self.refresh_status(&mut tx, fip, now).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+        }
         if recovered {
             tracing::info!(host = %host_name, "host recovered: its agent renewed the lease");
             self.publish().await;
@@ -151,6 +157,8 @@ impl App {
     /// transaction, bumping its revision when the content changed.
     async fn desired_state_now(&self, host_id: &str, host_name: &str) -> AppResult<DesiredState> {
         let mut tx = self.store.begin().await?;
+        // Lock order: host, then bindings (as the controller does).
+        hosts::lock(&mut tx, &self.store, host_id).await?;
         for (fip, rev) in bindings::mark_delivered(&mut tx, host_name).await? {
             log(
                 &mut tx,
@@ -252,6 +260,10 @@ impl App {
         let now = now_ms();
         let fip = r.floating_ip_id.to_string();
         let mut tx = self.store.begin().await?;
+        // Lock order: floating IP, then bindings (as every writer does).
+        if !floating_ips::lock_any(&mut tx, &self.store, &fip).await? {
+            return Ok(false);
+        }
         let Some(mut b) = bindings::get_for_update(&mut tx, &self.store, &fip, host).await? else {
             return Ok(false);
         };
@@ -311,7 +323,7 @@ impl App {
             }
         }
         if r.state == ReportedState::Absent {
-            self.release_unheld(&mut tx, now).await?;
+            self.release_unheld(&mut tx, now, Some(&fip)).await?;
         }
         self.refresh_status(&mut tx, &fip, now).await?;
         tx.commit().await.map_err(StoreError::from)?;

@@ -94,9 +94,15 @@ impl App {
         Ok(())
     }
 
-    /// Releases deleted floating IPs that no host holds any more.
-    pub(crate) async fn release_unheld(&self, conn: &mut Conn, now: i64) -> AppResult<usize> {
-        let released = bindings::release_unheld(conn, now).await?;
+    /// Releases deleted floating IPs (all, or only `only`) that no host
+    /// holds any more.
+    pub(crate) async fn release_unheld(
+        &self,
+        conn: &mut Conn,
+        now: i64,
+        only: Option<&str>,
+    ) -> AppResult<usize> {
+        let released = bindings::release_unheld(conn, now, only).await?;
         for id in &released {
             log(
                 conn,
@@ -157,7 +163,7 @@ impl App {
                 .await?;
             }
         }
-        let released = self.release_unheld(&mut tx, now).await?;
+        let released = self.release_unheld(&mut tx, now, None).await?;
         tx.commit().await.map_err(StoreError::from)?;
         let changed = !lost.is_empty() || !fenced.is_empty() || released > 0;
         if changed {
@@ -187,7 +193,7 @@ impl App {
             if f.instance_id.as_deref() == Some(sid.as_str()) {
                 continue;
             }
-            let Some(inst) = instances::get_for_update(conn, &self.store, &sid).await? else {
+            let Some(inst) = instances::get(conn, &sid).await? else {
                 continue;
             };
             if inst.project_id != f.project_id || !hosts::is_alive(conn, &inst.host, now).await? {

@@ -248,16 +248,22 @@ pub async fn present_on(conn: &mut Conn, host: &str) -> StoreResult<Vec<String>>
     .await?)
 }
 
-/// Releases deleted floating IPs that no host holds any more; returns them.
-pub async fn release_unheld(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
+/// Releases deleted floating IPs that no host holds any more (only `only`,
+/// when given); returns them.
+pub async fn release_unheld(
+    conn: &mut Conn,
+    now: i64,
+    only: Option<&str>,
+) -> StoreResult<Vec<String>> {
     Ok(sqlx::query_scalar(&format!(
         "UPDATE floating_ips SET released_at = $1 \
-         WHERE deleted_at IS NOT NULL AND released_at IS NULL \
+         WHERE deleted_at IS NOT NULL AND released_at IS NULL AND ($2 IS NULL OR id = $2) \
          AND NOT EXISTS (SELECT 1 FROM bindings o WHERE o.floating_ip_id = floating_ips.id \
                          AND o.delivered_revision IS NOT NULL AND NOT {CONFIRMED}) \
          RETURNING id"
     ))
     .bind(now)
+    .bind(only)
     .fetch_all(conn)
     .await?)
 }

@@ -103,6 +103,20 @@ pub async fn get_for_update(
         .await?)
 }
 
+/// Locks a floating IP row, deleted or not (agents still report on deleted
+/// ones until their removal is confirmed). Lock order everywhere: instance,
+/// floating IP, bindings, so concurrent transactions never deadlock.
+pub async fn lock_any(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<bool> {
+    let found: Option<String> = sqlx::query_scalar(&format!(
+        "SELECT id FROM floating_ips WHERE id = $1{}",
+        store.for_update()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(found.is_some())
+}
+
 /// Writes the mutable fields of a floating IP.
 pub async fn update(conn: &mut Conn, row: &FloatingIpRow) -> StoreResult<()> {
     sqlx::query(

@@ -67,6 +67,18 @@ pub async fn renew(
     Ok(before)
 }
 
+/// Locks a host row for the rest of the transaction (PostgreSQL).
+pub async fn lock(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "SELECT id FROM hosts WHERE id = $1{}",
+        store.for_update()
+    ))
+    .bind(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Marks hosts whose lease ran out as lost; returns their names.
 pub async fn mark_lost(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
     Ok(sqlx::query_scalar(

@@ -31,6 +31,17 @@ pub async fn get_for_update(
     .await?)
 }
 
+/// An instance, read without a lock (for the controller, which already
+/// holds the floating IP's lock and must not take the instance's after it).
+pub async fn get(conn: &mut Conn, id: &str) -> StoreResult<Option<InstanceRow>> {
+    Ok(
+        sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await?,
+    )
+}
+
 pub async fn update(conn: &mut Conn, row: &InstanceRow) -> StoreResult<()> {
     sqlx::query("UPDATE instances SET name = $2, host = $3, updated_at = $4 WHERE id = $1")
         .bind(&row.id)
