@@ -42,12 +42,12 @@ i=0
 for h in a b c; do
     ns=$tag-$h
     i=$((i + 1))
-    ip link add eth0 netns "$ns" address "02:00:00:00:00:0$i" type veth peer name "$h" netns "$NS_BR"
-    ip -n "$NS_BR" link set "$h" master br0 up
+    ip link add eth0 netns "$ns" address "02:00:00:00:00:0$i" type veth peer name "p-$h" netns "$NS_BR"
+    ip -n "$NS_BR" link set dev "p-$h" master br0 up
     ip -n "$ns" link set eth0 up
     if [ "$h" != c ]; then
         ip link add "$tag-m$h" type veth peer name mgmt0 netns "$ns"
-        ip link set "$tag-m$h" master "$MGMT" up
+        ip link set dev "$tag-m$h" master "$MGMT" up
         ip -n "$ns" link set mgmt0 up
         ip -n "$ns" addr add "2001:db8:ffff::$h/64" dev mgmt0 nodad
     fi
@@ -79,6 +79,22 @@ print(body)
 PY
 }
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+# One ICMPv6 echo from C (no dependency on iputils' ping).
+ping_from_c() { # ADDR
+    ip netns exec "$NS_C" python3 - "$1" <<'PY'
+import socket, struct, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.settimeout(2)
+s.sendto(struct.pack("!BBHHH", 128, 0, 0, 0x4649, 1) + b"fipd-demo", (sys.argv[1], 0))
+deadline = time.time() + 2
+while time.time() < deadline:
+    data, _ = s.recvfrom(1500)
+    if data[0] == 129:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
 
 echo "==> network, pool, hosts, instances, floating IP"
 NET=$(api POST /v1/networks '{"name":"demo-link"}' | field "['id']")
@@ -112,22 +128,27 @@ wait_active() { # HOST
     echo "floating IP did not become ACTIVE on $1"; echo "$f"; tail -20 "$TMP"/agent-*.log; exit 1
 }
 wait_active host-a
-ip netns exec "$NS_C" ping -6 -c 1 -W 2 "$ADDR" >/dev/null && echo "    C pings $ADDR: $(ip -n "$NS_C" -6 neigh show "$ADDR")"
+ping_from_c "$ADDR" && echo "    C pings $ADDR: $(ip -n "$NS_C" -6 neigh show "$ADDR")"
 
 echo "==> moving $ADDR to host-b"
 api PATCH "/v1/floating-ips/$ID" "{\"instance_id\":\"$VM_B\"}" >/dev/null
 wait_active host-b
-ip netns exec "$NS_C" ping -6 -c 1 -W 2 "$ADDR" >/dev/null && echo "    C pings $ADDR: $(ip -n "$NS_C" -6 neigh show "$ADDR")"
+ping_from_c "$ADDR" && echo "    C pings $ADDR: $(ip -n "$NS_C" -6 neigh show "$ADDR")"
 
 echo "==> event timeline (ms from the move request)"
-api GET "/v1/floating-ips/$ID/events" | python3 -c '
+api GET "/v1/floating-ips/$ID/events" | python3 -c "$(cat <<'PY'
 import json, sys
 from datetime import datetime
+
+def at(e):
+    return datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
+
 items = json.load(sys.stdin)["items"]
-t0 = next(datetime.fromisoformat(e["at"].replace("Z", "+00:00")) for e in items if e["kind"] == "reassociated")
+t0 = next(at(e) for e in items if e["kind"] == "reassociated")
 for e in items:
-    t = datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
-    ms = (t - t0).total_seconds() * 1000
+    ms = (at(e) - t0).total_seconds() * 1000
     detail = {k: v for k, v in (e.get("detail") or {}).items() if v is not None}
-    print(f"{ms:+9.0f} ms  rev {e[\"revision\"]:<3} {e[\"kind\"]:<18} {e[\"host\"] or \"\":<8} {json.dumps(detail) if detail else \"\"}")
-'
+    extra = json.dumps(detail) if detail else ""
+    print(f"{ms:+9.0f} ms  rev {e['revision']:<3} {e['kind']:<18} {e['host'] or '':<8} {extra}")
+PY
+)"

@@ -131,7 +131,7 @@ impl App {
             "allocated",
             None,
             1,
-            json!({ "address": addr.to_string() }),
+            json!({ "address": Ipv6Addr::from(addr).to_string() }),
         )
         .await?;
         if let Some(inst) = &instance {

@@ -385,6 +385,7 @@ async fn events_record_what_happened(b: Backend) {
         .await;
     let f = expect(r, StatusCode::CREATED).await;
     assert_eq!(f["status"], "PENDING");
+    let f_address = f["address"].clone();
     let id = id_of(f);
     app.patch(
         &format!("/v1/floating-ips/{id}"),
@@ -405,6 +406,7 @@ async fn events_record_what_happened(b: Backend) {
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["allocated", "associated", "disassociated"]);
+    assert_eq!(ev["items"][0]["detail"]["address"], f_address);
     assert_eq!(ev["items"][1]["host"], "compute-1");
     assert_eq!(ev["items"][2]["revision"], 2);
     let page = expect(
