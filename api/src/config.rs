@@ -70,20 +70,9 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 10_000;
 /// for clock error between fipd and agents.
 pub const DEFAULT_FENCE_GRACE_MS: u64 = 2_000;
 
-/// Flag/env values (already merged by clap) over file values over defaults.
-#[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    pub listen: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub admin_token: Option<String>,
-    pub quarantine_ms: Option<u64>,
-    pub lease_ttl_ms: Option<u64>,
-    pub fence_grace_ms: Option<u64>,
-    pub dad_mode: Option<fip_types::DadMode>,
-    pub na_count: Option<u32>,
-    pub na_interval_ms: Option<u64>,
-}
+/// Flag/env values (already merged by clap): the same optional keys as the
+/// file, layered over it.
+pub type Overrides = FileConfig;
 
 impl Settings {
     pub fn merge(cli: Overrides, file: FileConfig) -> Self {
