@@ -190,7 +190,18 @@ impl PendingDad {
                 delete_confirmed(&self.nl, &self.link, a, self.addr.prefix_len()).await?;
                 Ok(outcome(Outcome::DadFailed, defender))
             }
-            Some(Verdict::Removed) => Err(AgentError::RemovedDuringDad { addr: a, dev }),
+            Some(Verdict::Removed) => {
+                // The kernel keeps a failed copy (flagged dadfailed) only
+                // for permanent addresses; one with finite lifetimes, as
+                // the daemon adds, is deleted outright by addrconf_dad_stop.
+                // A defender seen on the wire during DAD tells that apart
+                // from a removal by someone else.
+                if let Some(defender) = self.watch.defender() {
+                    delete_confirmed(&self.nl, &self.link, a, self.addr.prefix_len()).await?;
+                    return Ok(outcome(Outcome::DadFailed, Some(defender)));
+                }
+                Err(AgentError::RemovedDuringDad { addr: a, dev })
+            }
             None => {
                 delete_confirmed(&self.nl, &self.link, a, self.addr.prefix_len()).await?;
                 Err(AgentError::DadTimeout {

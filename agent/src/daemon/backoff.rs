@@ -31,7 +31,7 @@ impl Jitter {
     }
 
     /// A factor in [0.5, 1.0).
-    pub fn next(&mut self) -> f64 {
+    pub fn factor(&mut self) -> f64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -68,7 +68,7 @@ mod tests {
     fn jitter_stays_between_half_and_full() {
         let mut j = Jitter::new();
         for _ in 0..1000 {
-            let f = j.next();
+            let f = j.factor();
             assert!((0.5..1.0).contains(&f), "{f}");
         }
         assert_eq!(delay(1, 0.5), Duration::from_millis(500));

@@ -298,9 +298,9 @@ impl Reconciler {
         na_sent: Option<u32>,
         detail: Option<String>,
         dedupe: bool,
-    ) {
+    ) -> bool {
         if dedupe && self.last_reported.get(&id) == Some(&(state, revision)) {
-            return;
+            return false;
         }
         self.last_reported.insert(id, (state, revision));
         let _ = self.reports.send(Report {
@@ -322,10 +322,11 @@ impl Reconciler {
             }),
             observed_at: chrono::Utc::now(),
         });
+        true
     }
 
     fn schedule_retry(&mut self, id: Uuid) {
-        let j = self.jitter.next();
+        let j = self.jitter.factor();
         let r = self.retries.entry(id).or_insert(Retry {
             failures: 0,
             next_at: Instant::now(),
@@ -519,6 +520,13 @@ impl Reconciler {
         let mut failed: HashMap<Key, String> = HashMap::new();
         for o in &p.to_remove {
             let key = (o.dev.clone(), o.addr);
+            // A wanted address with an add in flight belongs to that task:
+            // a dadfailed copy is its DAD verdict, and the task deletes it
+            // after reading the defender (removing it here would turn the
+            // verdict into "removed during DAD").
+            if self.in_flight.contains_key(&key) {
+                continue;
+            }
             match self.mgr.remove(&o.dev, o.addr, false).await {
                 Ok(_) => {
                     tracing::info!(addr = %o.addr, dev = %o.dev, "removed");
@@ -612,16 +620,20 @@ impl Reconciler {
                 // track of): wait for its verdict rather than restart DAD.
                 AddrState::Tentative => self.spawn_add(key, k.desired.addr, &m),
                 // Already right: adopt it as is (no DAD, so no dad_ms).
-                _ => self.send_report(
-                    m.floating_ip_id,
-                    m.revision,
-                    ReportedState::Active,
-                    None,
-                    None,
-                    None,
-                    None,
-                    true,
-                ),
+                _ => {
+                    if self.send_report(
+                        m.floating_ip_id,
+                        m.revision,
+                        ReportedState::Active,
+                        None,
+                        None,
+                        None,
+                        None,
+                        true,
+                    ) {
+                        tracing::info!(addr = %key.1, dev = %key.0, revision = m.revision, adopted = true, "active");
+                    }
+                }
             }
         }
         for b in &p.blocked {
