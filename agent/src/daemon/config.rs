@@ -262,6 +262,28 @@ mod tests {
     }
 
     #[test]
+    fn the_systemd_unit_grants_what_the_agent_needs_and_runs_the_daemon() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/fip-agent.service");
+        let unit = std::fs::read_to_string(path).unwrap();
+        let value = |key: &str| -> String {
+            unit.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("no {key}= in the unit"))
+                .to_owned()
+        };
+        assert!(value("ExecStart").contains(" run --config /etc/fip-agent/fip-agent.toml"));
+        for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+            assert_eq!(value(key), "CAP_NET_ADMIN CAP_NET_RAW", "{key}");
+        }
+        let families = value("RestrictAddressFamilies");
+        for f in ["AF_NETLINK", "AF_PACKET", "AF_INET6"] {
+            assert!(families.contains(f), "{f} missing: {families}");
+        }
+        assert_eq!(value("NoNewPrivileges"), "yes");
+        assert_eq!(value("ProtectSystem"), "strict");
+    }
+
+    #[test]
     fn flags_win_over_the_file_and_the_token_is_trimmed() {
         let (_d, tf) = token_file();
         let file = FileConfig::parse(

@@ -319,3 +319,29 @@ async fn reporter_loop(api: Api, mut rx: mpsc::UnboundedReceiver<Report>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(ms: u64) -> Lease {
+        Lease {
+            sent_at: Instant::now(),
+            ttl: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn lifetimes_are_the_ttl_rounded_up_to_whole_seconds() {
+        assert_eq!(lease(1500).lifetime_s(), 2);
+        assert_eq!(lease(10_000).lifetime_s(), 10);
+        assert_eq!(lease(10_001).lifetime_s(), 11);
+        assert_eq!(lease(1).lifetime_s(), 1);
+    }
+
+    #[test]
+    fn the_lease_runs_from_when_the_renewal_was_sent() {
+        let l = lease(3000);
+        assert_eq!(l.expires_at() - l.sent_at, Duration::from_millis(3000));
+    }
+}

@@ -95,11 +95,18 @@ pub fn binary(name: &str) -> PathBuf {
 /// Deletes namespaces and root links of e2e test processes that died
 /// without running their Drop guards: their names carry the pid.
 fn sweep_dead_runs() {
+    // Only names of exactly our shape, `{prefix}{pid}x{counter}{role}`,
+    // so a foreign link that happens to start with "fb" is never touched.
     let dead = |name: &str, prefix: &str| -> bool {
-        name.strip_prefix(prefix)
-            .and_then(|r| r.split('x').next())
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        let Some((pid, rest)) = name.strip_prefix(prefix).and_then(|r| r.split_once('x')) else {
+            return false;
+        };
+        let ours = !pid.is_empty()
+            && pid.bytes().all(|b| b.is_ascii_digit())
+            && rest.bytes().next().is_some_and(|b| b.is_ascii_digit());
+        ours && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid > 1 && !Path::new(&format!("/proc/{pid}")).exists())
     };
     if let Ok(entries) = std::fs::read_dir("/run/netns") {
         for e in entries.flatten() {
