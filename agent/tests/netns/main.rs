@@ -7,6 +7,7 @@ mod bad_input;
 mod capture;
 mod commands;
 mod conflict;
+mod daemon;
 mod foreign;
 mod harness;
 mod idempotence;

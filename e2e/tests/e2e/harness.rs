@@ -6,6 +6,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -481,6 +482,21 @@ impl Default for FipdOpts {
     }
 }
 
+/// Children die with the test: if the test process is killed before its
+/// Drop guards run, the kernel SIGKILLs fipd and the agents (the death
+/// signal survives `ip netns exec`'s execve).
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Starts `fipd serve` listening on `[ip]:port` and returns it with its URL.
 pub fn start_fipd(name: &str, ip_addr: &str, data_dir: &Path, opts: &FipdOpts) -> (Proc, String) {
     std::fs::create_dir_all(data_dir).unwrap();
@@ -500,6 +516,7 @@ pub fn start_fipd(name: &str, ip_addr: &str, data_dir: &Path, opts: &FipdOpts) -
     if let Some(db) = &opts.database_url {
         cmd.args(["--database-url", db]);
     }
+    die_with_parent(&mut cmd);
     let mut child = cmd.spawn().expect("spawn fipd");
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -530,8 +547,8 @@ pub fn start_fipd(name: &str, ip_addr: &str, data_dir: &Path, opts: &FipdOpts) -
 /// Starts `fip-agent run` inside host `h`'s namespace.
 pub fn start_agent(h: &Host, url: &str, token_file: &Path, dir: &Path, generation: u32) -> Proc {
     let log = dir.join(format!("agent-{}-{generation}.log", h.name));
-    let child = Command::new("ip")
-        .args(["netns", "exec", &h.ns])
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &h.ns])
         .arg(binary("fip-agent"))
         .args(["run", "--api-url", url])
         .arg("--token-file")
@@ -540,9 +557,9 @@ pub fn start_agent(h: &Host, url: &str, token_file: &Path, dir: &Path, generatio
         .env("FIP_AGENT_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(File::create(&log).unwrap())
-        .spawn()
-        .expect("spawn fip-agent");
+        .stderr(File::create(&log).unwrap());
+    die_with_parent(&mut cmd);
+    let child = cmd.spawn().expect("spawn fip-agent");
     Proc {
         name: format!("fip-agent on {}", h.name),
         child,
