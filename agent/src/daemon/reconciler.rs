@@ -54,6 +54,8 @@ enum TaskEvent {
 struct InFlight {
     generation: u64,
     handle: JoinHandle<()>,
+    /// DAD passed and the first NA is out; the task only sends more NAs.
+    active: bool,
 }
 
 /// Retry state of one floating IP after a DAD failure or an error.
@@ -337,6 +339,16 @@ impl Reconciler {
         tracing::info!(%id, failures = r.failures, retry_in_ms = d.as_millis() as u64, "will retry");
     }
 
+    /// The revision of `id` in the current desired state, if it is there.
+    fn current_revision(&self, id: Uuid) -> Option<i64> {
+        self.desired
+            .as_ref()?
+            .addresses
+            .iter()
+            .find(|a| a.floating_ip_id == id)
+            .map(|a| a.revision)
+    }
+
     /// Handles a message of an add task; returns whether a pass is due.
     fn on_task_event(&mut self, ev: TaskEvent) -> bool {
         match ev {
@@ -351,8 +363,17 @@ impl Reconciler {
                 if self.in_flight.get(&key).map(|f| f.generation) != Some(generation) {
                     return false;
                 }
+                // The address is still wanted here (else the task would have
+                // been aborted), so the verdict holds for the floating IP's
+                // current revision even if it moved on during DAD (e.g. a
+                // description change, or a move away and back that this host
+                // never acted on).
+                let revision = self.current_revision(id).unwrap_or(revision);
                 match result {
                     Ok((o, na_sent)) if o.outcome == Outcome::Active => {
+                        if let Some(f) = self.in_flight.get_mut(&key) {
+                            f.active = true;
+                        }
                         tracing::info!(addr = %key.1, dev = %key.0, dad_ms = ?o.dad_ms, na_sent, adopted = !o.changed, "active");
                         self.retries.remove(&id);
                         let na = o.changed.then_some(na_sent);
@@ -490,6 +511,12 @@ impl Reconciler {
         let wanted_ids: HashSet<Uuid> =
             desired.addresses.iter().map(|d| d.floating_ip_id).collect();
         self.retries.retain(|id, _| wanted_ids.contains(id));
+        // Forget what was reported for floating IPs fipd no longer mentions,
+        // so the map does not grow with every address this host ever held.
+        let removal_ids: HashSet<Uuid> =
+            desired.removals.iter().map(|r| r.floating_ip_id).collect();
+        self.last_reported
+            .retain(|id, _| wanted_ids.contains(id) || removal_ids.contains(id));
 
         let mut p = plan(&want, &observed);
         // Lifetimes are refreshed on lease renewal, not on every pass: a
@@ -609,7 +636,11 @@ impl Reconciler {
         }
         for k in &p.unchanged {
             let key = (k.desired.dev.clone(), k.desired.addr.addr());
-            if self.in_flight.contains_key(&key) {
+            // An add still waiting for its verdict reports itself; one that
+            // only sends further NAs is as good as adopted (this matters
+            // when the revision moved on meanwhile).
+            let in_flight = self.in_flight.get(&key).map(|f| f.active);
+            if in_flight == Some(false) {
                 continue;
             }
             let Some(m) = meta.get(&key).cloned() else {
@@ -618,7 +649,10 @@ impl Reconciler {
             match k.state {
                 // Still tentative from an earlier run (or an add we lost
                 // track of): wait for its verdict rather than restart DAD.
-                AddrState::Tentative => self.spawn_add(key, k.desired.addr, &m),
+                AddrState::Tentative if in_flight.is_none() => {
+                    self.spawn_add(key, k.desired.addr, &m)
+                }
+                AddrState::Tentative => {}
                 // Already right: adopt it as is (no DAD, so no dad_ms).
                 _ => {
                     if self.send_report(
@@ -736,7 +770,14 @@ impl Reconciler {
             }
             let _ = tx.send(TaskEvent::Finished { generation, key: k });
         });
-        self.in_flight.insert(key, InFlight { generation, handle });
+        self.in_flight.insert(
+            key,
+            InFlight {
+                generation,
+                handle,
+                active: false,
+            },
+        );
     }
 }
 
