@@ -20,14 +20,14 @@ pub struct Opts {
 }
 
 /// A scratch PostgreSQL database, dropped at the end.
-struct ScratchDb {
+pub(crate) struct ScratchDb {
     admin: AnyPool,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl ScratchDb {
-    async fn new(admin_url: &str) -> Result<Self> {
+    pub async fn new(admin_url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let admin = AnyPoolOptions::new()
             .max_connections(1)
@@ -46,7 +46,7 @@ impl ScratchDb {
         })
     }
 
-    async fn drop_db(self) {
+    pub async fn drop_db(self) {
         let _ = sqlx::query(&format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
             self.name
@@ -56,13 +56,14 @@ impl ScratchDb {
     }
 }
 
-struct Api {
-    http: reqwest::Client,
-    url: String,
+#[derive(Clone)]
+pub(crate) struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
 }
 
 impl Api {
-    async fn call(
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -379,7 +380,7 @@ async fn bulk_load(sql: &AnyPool, pool_id: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
-fn tempdir() -> Result<std::path::PathBuf> {
+pub(crate) fn tempdir() -> Result<std::path::PathBuf> {
     let d = std::env::temp_dir().join(format!("fip-bench-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&d)?;
     Ok(d)

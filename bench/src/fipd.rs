@@ -32,12 +32,22 @@ pub struct Fipd {
 
 impl Fipd {
     pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Result<Self> {
+        Self::start_on("127.0.0.1:0", data_dir, database_url, extra)
+    }
+
+    /// Like `start`, listening on `listen` (e.g. `[2001:db8::1]:0`).
+    pub fn start_on(
+        listen: &str,
+        data_dir: &Path,
+        database_url: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Self> {
         let bin = sibling_binary("fipd")?;
         let mut cmd = Command::new(bin);
         cmd.args([
             "serve",
             "--listen",
-            "127.0.0.1:0",
+            listen,
             "--admin-token",
             ADMIN,
             "--quarantine-ms",

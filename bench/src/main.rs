@@ -6,6 +6,7 @@
 
 mod api;
 mod fipd;
+mod netns;
 mod report;
 mod stats;
 
@@ -42,14 +43,55 @@ enum Suite {
         )]
         database_url: String,
     },
+    /// Namespace benchmarks, as root: planned-move outage (figure 1), host
+    /// cut off (1b), change-to-kernel latency (2), agent scale (5), agent
+    /// memory (6).
+    Netns {
+        /// PostgreSQL server for the two-replica run (figure 2).
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+    },
+    /// Probe responder run inside a host namespace by `netns` (internal).
+    #[command(hide = true)]
+    Responder {
+        #[arg(long)]
+        addr: std::net::Ipv6Addr,
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 3600)]
+        max_s: u64,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Suite::Responder {
+        addr,
+        port,
+        name,
+        max_s,
+    } = &cli.suite
+    {
+        let max = std::time::Duration::from_secs(*max_s);
+        return match netns::probe::respond(*addr, *port, name, max) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("fip-bench responder: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let mode = if cli.quick { "quick" } else { "full" };
     let result = rt.block_on(async {
         let mut rows = Vec::new();
+        let mut notes = Vec::new();
         let suite = match &cli.suite {
             Suite::Api { database_url } => {
                 let opts = api::Opts {
@@ -60,10 +102,19 @@ fn main() -> ExitCode {
                 api::allocation_at_scale(&opts, &mut rows).await?;
                 "api"
             }
+            Suite::Netns { database_url } => {
+                let opts = netns::Opts {
+                    quick: cli.quick,
+                    pg_admin_url: database_url.clone(),
+                };
+                notes = netns::run(&opts, &mut rows).await?;
+                "netns"
+            }
+            Suite::Responder { .. } => unreachable!("handled before the runtime"),
         };
-        anyhow::Ok((suite, rows))
+        anyhow::Ok((suite, rows, notes))
     });
-    let (suite, rows) = match result {
+    let (suite, rows, notes) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fip-bench: {e:#}");
@@ -76,7 +127,10 @@ fn main() -> ExitCode {
     if let Some(path) = out {
         let machine = machine();
         let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        let body = report::markdown(&rows, &machine, &date, mode);
+        let mut body = report::markdown(&rows, &machine, &date, mode);
+        for n in &notes {
+            body.push_str(&format!("\n{n}\n"));
+        }
         if let Err(e) = report::write_section(&path, suite, &body) {
             eprintln!("fip-bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;

@@ -1,0 +1,417 @@
+//! `fip-bench netns` (root): figures 1, 1b, 2, 5 and the agent's part of 6
+//! on the demo topology (hosts A and B with agents, client C, fipd on the
+//! management bridge), each next to its baseline from the same run.
+
+mod cluster;
+mod cut;
+mod keepalived;
+mod moves;
+pub mod probe;
+mod scale;
+mod topology;
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+
+use crate::report::{print, Row};
+use moves::Moves;
+
+pub struct Opts {
+    pub quick: bool,
+    /// PostgreSQL server for the two-replica run (a scratch database).
+    pub pg_admin_url: String,
+}
+
+/// Iteration counts and bounds of a run.
+struct Plan {
+    moves: usize,
+    cuts: usize,
+    addresses: usize,
+    /// Longest we wait for C to hear the new holder after a switchover
+    /// (without NAs that is until C's neighbour entry expires: up to
+    /// ~50 s with the kernel's defaults).
+    cap: Duration,
+}
+
+/// 20 MB in MiB (the unit VmHWM is printed in).
+const MB20_MIB: f64 = 20.0 * 1e6 / (1024.0 * 1024.0);
+
+fn summary(v: &[f64]) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    // Nearest-rank median (the lower middle for an even count).
+    (s[0], s[(s.len() - 1) / 2], s[s.len() - 1])
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.clamp(1, s.len()) - 1]
+}
+
+fn push(rows: &mut Vec<Row>, row: Row) {
+    print(&row);
+    rows.push(row);
+}
+
+fn spread(m: &Moves) -> String {
+    let (lo, _, hi) = summary(&m.gaps());
+    let c = m.censored();
+    let censored = if c > 0 {
+        format!(", {c} capped")
+    } else {
+        String::new()
+    };
+    format!("{lo:.0}–{hi:.0}{censored}")
+}
+
+/// Runs every namespace figure; returns notes for the results file
+/// (skipped baselines and why).
+pub async fn run(opts: &Opts, rows: &mut Vec<Row>) -> Result<Vec<String>> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("fip-bench netns needs root (it creates network namespaces)");
+    }
+    let plan = if opts.quick {
+        Plan {
+            moves: 2,
+            cuts: 1,
+            addresses: 200,
+            cap: Duration::from_secs(10),
+        }
+    } else {
+        Plan {
+            moves: 20,
+            cuts: 10,
+            addresses: 10_000,
+            cap: Duration::from_secs(90),
+        }
+    };
+    let mut notes = Vec::new();
+    let keepalived = match keepalived::locate(!opts.quick) {
+        Ok(p) => Some(p),
+        Err(why) => {
+            let note = format!("keepalived baselines skipped: {why}");
+            println!("{note}");
+            notes.push(note);
+            None
+        }
+    };
+    let topo = topology::Topo::new()?;
+
+    // Figure 1 baselines first, on a quiet link.
+    eprintln!("figure 1 baseline: plain ip, {} moves", plan.moves);
+    let ip_seq = moves::ip_sequence(&topo, plan.moves, plan.cap)?;
+    let ka = match &keepalived {
+        Some(bin) => {
+            eprintln!("figure 1 baseline: keepalived, {} moves", plan.moves);
+            Some(moves::keepalived_planned(bin, &topo, plan.moves, plan.cap)?)
+        }
+        None => None,
+    };
+    eprintln!("figure 1: ours, dad=strict, {} moves", plan.moves);
+    let strict = moves::ours(&topo, &cluster::Opts::default(), plan.moves, plan.cap).await?;
+    eprintln!("figure 1: ours, dad=optimistic, {} moves", plan.moves);
+    topo.set_optimistic_dad(true)?;
+    let optimistic = moves::ours(
+        &topo,
+        &cluster::Opts {
+            dad_mode: "optimistic",
+            ..cluster::Opts::default()
+        },
+        plan.moves,
+        plan.cap,
+    )
+    .await;
+    topo.set_optimistic_dad(false)?;
+    let optimistic = optimistic?;
+    figure1(rows, &ip_seq, ka.as_ref(), &strict, &optimistic);
+
+    eprintln!(
+        "figure 2: two fipd replicas on PostgreSQL, {} moves",
+        plan.moves
+    );
+    let replicas =
+        moves::ours_two_replicas(&topo, &opts.pg_admin_url, plan.moves, plan.cap).await?;
+    figure2(rows, &strict, &optimistic, &replicas);
+
+    eprintln!("figure 1b: ours, A cut off, {} runs", plan.cuts);
+    let cut_ours = cut::ours(&topo, plan.cuts, plan.cap).await?;
+    let cut_ka = match &keepalived {
+        Some(bin) => {
+            eprintln!(
+                "figure 1b baseline: keepalived advert_int 1, {} runs",
+                plan.cuts
+            );
+            Some(cut::keepalived_cut(bin, &topo, plan.cuts, plan.cap)?)
+        }
+        None => None,
+    };
+    figure1b(rows, &cut_ours, cut_ka.as_ref());
+
+    eprintln!("figure 5: one agent, {} addresses", plan.addresses);
+    let s = scale::run(&topo, plan.addresses).await?;
+    figure5(rows, &s);
+    Ok(notes)
+}
+
+fn figure1(
+    rows: &mut Vec<Row>,
+    ip_seq: &Moves,
+    ka: Option<&Moves>,
+    strict: &Moves,
+    optimistic: &Moves,
+) {
+    let (_, ip_med, _) = summary(&ip_seq.gaps());
+    let ka_med = ka.map(|k| summary(&k.gaps()).1);
+    let (_, dad, _) = summary(&strict.dad_ms);
+    let n = strict.outages.len();
+    let (_, s_med, _) = summary(&strict.gaps());
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "1. planned move outage, dad=strict, median of {n} (ours {}, plain ip {} ms)",
+                spread(strict),
+                spread(ip_seq)
+            ),
+            ours: s_med,
+            baseline: Some(ip_med),
+            unit: "ms",
+            target: format!("≤ DAD {dad:.0} + 50 ms"),
+            met: Some(s_med <= dad + 50.0),
+        },
+    );
+    let (_, o_med, _) = summary(&optimistic.gaps());
+    let o_target_met = o_med <= 20.0 && ka_med.is_none_or(|k| o_med < k);
+    match (ka, ka_med) {
+        (Some(k), Some(km)) => {
+            push(
+                rows,
+                Row {
+                    figure: format!(
+                        "1. planned move outage, dad=strict vs keepalived (ours {}, keepalived {} ms)",
+                        spread(strict),
+                        spread(k)
+                    ),
+                    ours: s_med,
+                    baseline: Some(km),
+                    unit: "ms",
+                    target: "-".into(),
+                    met: None,
+                },
+            );
+            push(
+                rows,
+                Row {
+                    figure: format!(
+                        "1. planned move outage, dad=optimistic, median of {} (ours {}, keepalived {} ms)",
+                        optimistic.outages.len(),
+                        spread(optimistic),
+                        spread(k)
+                    ),
+                    ours: o_med,
+                    baseline: Some(km),
+                    unit: "ms",
+                    target: "≤ 20 ms and < keepalived".into(),
+                    met: Some(o_target_met),
+                },
+            );
+        }
+        _ => push(
+            rows,
+            Row {
+                figure: format!(
+                    "1. planned move outage, dad=optimistic, median of {} (ours {} ms; keepalived skipped)",
+                    optimistic.outages.len(),
+                    spread(optimistic)
+                ),
+                ours: o_med,
+                baseline: None,
+                unit: "ms",
+                target: "≤ 20 ms (keepalived part not measured)".into(),
+                met: Some(o_target_met),
+            },
+        ),
+    }
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "1. planned move outage, dad=optimistic vs plain ip (plain ip {} ms)",
+                spread(ip_seq)
+            ),
+            ours: o_med,
+            baseline: Some(ip_med),
+            unit: "ms",
+            target: "-".into(),
+            met: None,
+        },
+    );
+    let ours_v = strict.violations() + optimistic.violations();
+    let base_v = ip_seq.violations() + ka.map_or(0, Moves::violations);
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "1. replies from a host no longer entitled to F ({} moves; baseline: plain ip{})",
+                strict.outages.len() + optimistic.outages.len(),
+                if ka.is_some() { " + keepalived" } else { "" }
+            ),
+            ours: ours_v as f64,
+            baseline: Some(base_v as f64),
+            unit: "",
+            target: "0".into(),
+            met: Some(ours_v == 0),
+        },
+    );
+}
+
+fn figure2(rows: &mut Vec<Row>, strict: &Moves, optimistic: &Moves, replicas: &Moves) {
+    let mut one: Vec<f64> = strict.to_kernel_ms.clone();
+    one.extend(&optimistic.to_kernel_ms);
+    let missing = strict.missing_events + optimistic.missing_events;
+    let p99 = percentile(&one, 99.0);
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "2. PATCH response → add on the new holder, p99 of {} moves (p50 {:.1} ms{}), one fipd",
+                one.len(),
+                percentile(&one, 50.0),
+                if missing > 0 {
+                    format!(", {missing} without events")
+                } else {
+                    String::new()
+                }
+            ),
+            ours: p99,
+            baseline: None,
+            unit: "ms",
+            target: "p99 ≤ 20 ms".into(),
+            met: Some(p99 <= 20.0 && missing == 0),
+        },
+    );
+    let r = &replicas.to_kernel_ms;
+    let rp99 = percentile(r, 99.0);
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "2. same, two fipd replicas on PostgreSQL (PATCH on one, agents on the other), p99 of {} (p50 {:.1} ms); baseline: one fipd",
+                r.len(),
+                percentile(r, 50.0)
+            ),
+            ours: rp99,
+            baseline: Some(p99),
+            unit: "ms",
+            target: "p99 ≤ 20 ms".into(),
+            met: Some(rp99 <= 20.0 && replicas.missing_events == 0),
+        },
+    );
+}
+
+fn figure1b(rows: &mut Vec<Row>, ours: &cut::Cuts, ka: Option<&cut::Cuts>) {
+    let gaps = |c: &cut::Cuts| c.outages.iter().map(|o| o.gap_ms).collect::<Vec<_>>();
+    let (lo, med, hi) = summary(&gaps(ours));
+    let ka_sum = ka.map(|k| summary(&gaps(k)));
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "1b. outage when A is cut off (lease TTL {} ms), median of {} (ours {lo:.0}–{hi:.0}{} ms)",
+                cut::LEASE_TTL_MS,
+                ours.outages.len(),
+                ka_sum.map_or(", keepalived skipped".into(), |(l, _, h)| format!(
+                    ", keepalived advert_int 1 {l:.0}–{h:.0}"
+                ))
+            ),
+            ours: med,
+            baseline: ka_sum.map(|s| s.1),
+            unit: "ms",
+            target: "≤ 0.7× keepalived".into(),
+            met: ka_sum.map(|s| med <= 0.7 * s.1),
+        },
+    );
+    // How long A itself kept F; None = still held when we stopped looking.
+    let held = |c: &cut::Cuts| -> (f64, usize) {
+        let kept = c.a_dropped_ms.iter().filter(|d| d.is_none()).count();
+        let worst = c
+            .a_dropped_ms
+            .iter()
+            .map(|d| d.unwrap_or(c.watch.as_secs_f64() * 1000.0))
+            .fold(0.0, f64::max);
+        (worst, kept)
+    };
+    let (worst, kept) = held(ours);
+    let base = ka.map(held);
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "1b. A still holds F after the cut, worst of {} runs (runs where A kept F past {} s: ours {kept}{})",
+                ours.a_dropped_ms.len(),
+                ours.watch.as_secs(),
+                base.map_or(String::new(), |(_, k)| format!(", keepalived {k}"))
+            ),
+            ours: worst,
+            baseline: base.map(|b| b.0),
+            unit: "ms",
+            target: format!("≤ lease TTL {} ms", cut::LEASE_TTL_MS),
+            met: Some(kept == 0 && worst <= cut::LEASE_TTL_MS as f64),
+        },
+    );
+}
+
+fn figure5(rows: &mut Vec<Row>, s: &scale::Scale) {
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "5. one agent, {} addresses: desired state → all active; baseline ip -batch until none tentative",
+                s.n
+            ),
+            ours: s.agent_ms,
+            baseline: Some(s.ip_batch_ms),
+            unit: "ms",
+            target: "≤ 1.5×".into(),
+            met: Some(s.agent_ms <= 1.5 * s.ip_batch_ms),
+        },
+    );
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "5. agent restart: adopts {} addresses, {} deletes, all reported in",
+                s.n, s.deletes
+            ),
+            ours: s.adopt_ms,
+            baseline: None,
+            unit: "ms",
+            target: "≤ 2000 ms, 0 deletes".into(),
+            met: Some(s.adopt_ms <= 2000.0 && s.deletes == 0),
+        },
+    );
+    push(
+        rows,
+        Row {
+            figure: format!(
+                "6. agent peak RSS holding {} addresses (after restart: {:.1} MiB)",
+                s.n, s.rss_adopt_mib
+            ),
+            ours: s.rss_mib,
+            baseline: None,
+            unit: "MiB",
+            target: "≤ 20 MB".into(),
+            met: Some(s.rss_mib <= MB20_MIB && s.rss_adopt_mib <= MB20_MIB),
+        },
+    );
+}
