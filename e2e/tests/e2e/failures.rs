@@ -108,10 +108,21 @@ async fn t4_failover_to_the_standby_when_a_is_cut_off() {
     );
     assert!(took <= bound, "failover took {took:?}, bound {bound:?}");
     assert!(find_event(&ev, "failover", Some(&c.topo.b.name), 2).is_some());
-    // A's agent fenced itself: it cannot reach fipd either.
+    // A's agent fenced itself: it cannot reach fipd either. (Its kernel
+    // lifetime would expire F too, but only ceil(TTL) after the last
+    // refresh, later than the agent's own deadline.)
     wait_for("A to fence itself", Duration::from_secs(5), || {
         !c.topo.a.has_addr(F)
     });
+    let log = c.agent_a.as_ref().unwrap().log_text();
+    assert!(
+        log.contains("(self-fencing)"),
+        "A's agent did not fence: {log}"
+    );
+    assert!(
+        log.contains("fenced: removed"),
+        "A's agent removed F itself: {log}"
+    );
     assert!(c.topo.b.has_addr(F));
     drop(mon_b.stop());
 }
