@@ -35,13 +35,14 @@ pub async fn active_on_a(c: &Cluster) -> String {
         (1..=c.opts.lease_ttl_ms.div_ceil(1000)).contains(&lft),
         "lease-tied lifetime: {line}"
     );
+    let t0 = Instant::now();
     let ping = Pinger::start(&c.topo.c.ns, f(), Duration::from_millis(20));
-    wait_for("a ping reply from F", Duration::from_secs(5), || {
-        c.topo.c.neigh_mac(F).is_some()
-    });
-    std::thread::sleep(Duration::from_millis(100));
-    let replies = ping.stop();
-    assert!(!replies.is_empty(), "C got no ping reply from F on A");
+    wait_for(
+        "C to get ping replies from F",
+        Duration::from_secs(5),
+        || ping.replies_after(t0) >= 3,
+    );
+    ping.stop();
     assert_eq!(
         c.topo.c.neigh_mac(F).as_deref(),
         Some(c.topo.a.mac.as_str())
@@ -101,7 +102,12 @@ pub async fn move_and_watch(
         Duration::from_secs(5),
         || c.topo.c.neigh_mac(F).as_deref() == Some(to_h.mac.as_str()),
     );
-    std::thread::sleep(Duration::from_millis(200));
+    let switched = Instant::now();
+    wait_for(
+        "C to get replies from the new holder",
+        Duration::from_secs(5),
+        || ping.replies_after(switched) >= 5,
+    );
     let replies = ping.stop();
     let end = Instant::now();
     let ev_from = mon_from.stop();

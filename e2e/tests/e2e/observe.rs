@@ -5,7 +5,7 @@ use std::mem::size_of;
 use std::net::Ipv6Addr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -139,13 +139,16 @@ fn set_rcvtimeo(fd: &OwnedFd, d: Duration) {
 /// the arrival time of every echo reply.
 pub struct Pinger {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Vec<Instant>>>,
+    replies: Arc<Mutex<Vec<Instant>>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 impl Pinger {
     pub fn start(ns: &str, dst: Ipv6Addr, every: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
+        let replies = Arc::new(Mutex::new(Vec::new()));
+        let out = replies.clone();
         let (ready_tx, ready_rx) = mpsc::channel();
         let thread = in_ns(ns, move || {
             // SAFETY: plain socket(2); checked below.
@@ -170,7 +173,6 @@ impl Pinger {
             sa.sin6_addr.s6_addr = dst.octets();
             let id = (std::process::id() & 0xffff) as u16;
             ready_tx.send(()).unwrap();
-            let mut replies = Vec::new();
             let mut seq: u16 = 0;
             let mut next_send = Instant::now();
             let mut buf = [0u8; 1500];
@@ -198,23 +200,34 @@ impl Pinger {
                 let n =
                     unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
                 if n >= 8 && buf[0] == 129 && buf[4..6] == id.to_be_bytes() {
-                    replies.push(Instant::now());
+                    out.lock().unwrap().push(Instant::now());
                 }
             }
-            replies
         });
         ready_rx
             .recv_timeout(Duration::from_secs(5))
             .expect("pinger ready");
         Self {
             stop,
+            replies,
             thread: Some(thread),
         }
     }
 
+    /// Replies received after `since`, so far.
+    pub fn replies_after(&self, since: Instant) -> usize {
+        self.replies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| **r > since)
+            .count()
+    }
+
     pub fn stop(mut self) -> Vec<Instant> {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().unwrap().join().unwrap()
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.replies.lock().unwrap())
     }
 }
 
