@@ -124,6 +124,32 @@ async fn t4_failover_to_the_standby_when_a_is_cut_off() {
         "A's agent removed F itself: {log}"
     );
     assert!(c.topo.b.has_addr(F));
+    // A comes back: its agent renews, leaves the fenced state, and does
+    // not take F back (fipd moved it; A's desired state no longer has it).
+    c.topo.reconnect(&c.topo.a);
+    let api = c.api.clone();
+    let host_a = c.topo.a.name.clone();
+    wait_until("A alive again", Duration::from_secs(10), || {
+        let api = api.clone();
+        let h = host_a.clone();
+        async move { (api.host_state(&h).await["state"] == "alive").then_some(()) }
+    })
+    .await;
+    wait_for(
+        "A's agent to leave the fenced state",
+        Duration::from_secs(5),
+        || {
+            c.agent_a
+                .as_ref()
+                .unwrap()
+                .log_text()
+                .contains("lease regained")
+        },
+    );
+    assert!(!c.topo.a.has_addr(F));
+    let fip = c.api.fip(&id).await;
+    assert_eq!(fip["status"], "ACTIVE");
+    assert_eq!(fip["host"], c.topo.b.name.as_str());
     drop(mon_b.stop());
 }
 

@@ -406,6 +406,16 @@ impl Topo {
     }
 }
 
+impl Topo {
+    /// Undoes [`Topo::cut_off`].
+    pub fn reconnect(&self, h: &Host) {
+        ip(&["-n", &self.bridge_ns, "link", "set", &h.data_port, "up"]);
+        if let Some(p) = &h.mgmt_port {
+            ip(&["link", "set", p, "up"]);
+        }
+    }
+}
+
 /// A child process with its stderr in a file, killed on drop. The log is
 /// printed when a test fails, to see what happened.
 pub struct Proc {
