@@ -50,6 +50,23 @@ enum TaskEvent {
     Finished { generation: u64, key: Key },
 }
 
+/// What a report says beyond its state; everything optional.
+#[derive(Default)]
+struct Obs {
+    dad_ms: Option<u64>,
+    defender_mac: Option<Mac>,
+    na_sent: Option<u32>,
+    detail: Option<String>,
+}
+
+/// Whether an unchanged (state, revision) is sent again.
+enum Send {
+    /// Verdicts and `tentative`: each is a step fipd logs.
+    Always,
+    /// Level-triggered observations repeated on every pass.
+    IfChanged,
+}
+
 /// An add running in its own task.
 struct InFlight {
     generation: u64,
@@ -289,19 +306,20 @@ impl Reconciler {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn send_report(
+    /// Queues a report for the reporter task. With `Send::IfChanged` a
+    /// (state, revision) equal to the last one reported for this floating
+    /// IP is skipped; returns whether it was queued.
+    fn report(
         &mut self,
         id: Uuid,
         revision: i64,
         state: ReportedState,
-        dad_ms: Option<u64>,
-        defender_mac: Option<Mac>,
-        na_sent: Option<u32>,
-        detail: Option<String>,
-        dedupe: bool,
+        obs: Obs,
+        when: Send,
     ) -> bool {
-        if dedupe && self.last_reported.get(&id) == Some(&(state, revision)) {
+        if matches!(when, Send::IfChanged)
+            && self.last_reported.get(&id) == Some(&(state, revision))
+        {
             return false;
         }
         self.last_reported.insert(id, (state, revision));
@@ -309,10 +327,11 @@ impl Reconciler {
             floating_ip_id: id,
             revision,
             state,
-            dad_ms,
-            defender_mac: defender_mac.map(|m| m.to_string()),
-            na_sent,
-            detail: detail.map(|mut d| {
+            dad_ms: obs.dad_ms,
+            defender_mac: obs.defender_mac.map(|m| m.to_string()),
+            na_sent: obs.na_sent,
+            // fipd takes at most 1024 characters of detail.
+            detail: obs.detail.map(|mut d| {
                 if d.len() > 1000 {
                     let mut cut = 1000;
                     while !d.is_char_boundary(cut) {
@@ -377,15 +396,16 @@ impl Reconciler {
                         tracing::info!(addr = %key.1, dev = %key.0, dad_ms = ?o.dad_ms, na_sent, adopted = !o.changed, "active");
                         self.retries.remove(&id);
                         let na = o.changed.then_some(na_sent);
-                        self.send_report(
+                        self.report(
                             id,
                             revision,
                             ReportedState::Active,
-                            o.dad_ms,
-                            None,
-                            na,
-                            None,
-                            false,
+                            Obs {
+                                dad_ms: o.dad_ms,
+                                na_sent: na,
+                                ..Obs::default()
+                            },
+                            Send::Always,
                         );
                     }
                     Ok((o, _)) => {
@@ -393,29 +413,31 @@ impl Reconciler {
                             .defender_mac
                             .map_or("an unseen node".to_owned(), |m| m.to_string());
                         tracing::warn!(addr = %key.1, dev = %key.0, defender = %by, dad_ms = ?o.dad_ms, "DAD failed: the address is in use on the link; our copy was removed");
-                        self.send_report(
+                        self.report(
                             id,
                             revision,
                             ReportedState::DadFailed,
-                            o.dad_ms,
-                            o.defender_mac,
-                            Some(0),
-                            Some(format!("{} is defended by {by}", key.1)),
-                            false,
+                            Obs {
+                                dad_ms: o.dad_ms,
+                                defender_mac: o.defender_mac,
+                                na_sent: Some(0),
+                                detail: Some(format!("{} is defended by {by}", key.1)),
+                            },
+                            Send::Always,
                         );
                         self.schedule_retry(id);
                     }
                     Err(detail) => {
                         tracing::warn!(addr = %key.1, dev = %key.0, "add failed: {detail}");
-                        self.send_report(
+                        self.report(
                             id,
                             revision,
                             ReportedState::Error,
-                            None,
-                            None,
-                            None,
-                            Some(detail),
-                            false,
+                            Obs {
+                                detail: Some(detail),
+                                ..Obs::default()
+                            },
+                            Send::Always,
                         );
                         self.schedule_retry(id);
                     }
@@ -467,34 +489,34 @@ impl Reconciler {
                     .iter()
                     .map(|(n, _)| n.as_str())
                     .collect();
-                self.send_report(
+                self.report(
                     d.floating_ip_id,
                     d.revision,
                     ReportedState::Error,
-                    None,
-                    None,
-                    None,
-                    Some(format!(
-                        "network {} is not served by this agent (it serves: {})",
-                        d.network,
-                        served.join(", ")
-                    )),
-                    true,
+                    Obs {
+                        detail: Some(format!(
+                            "network {} is not served by this agent (it serves: {})",
+                            d.network,
+                            served.join(", ")
+                        )),
+                        ..Obs::default()
+                    },
+                    Send::IfChanged,
                 );
                 continue;
             };
             let addr = match FloatingAddr::new(d.address, d.prefix_len) {
                 Ok(a) => a,
                 Err(e) => {
-                    self.send_report(
+                    self.report(
                         d.floating_ip_id,
                         d.revision,
                         ReportedState::Error,
-                        None,
-                        None,
-                        None,
-                        Some(e.to_string()),
-                        true,
+                        Obs {
+                            detail: Some(e.to_string()),
+                            ..Obs::default()
+                        },
+                        Send::IfChanged,
                     );
                     continue;
                 }
@@ -570,15 +592,15 @@ impl Reconciler {
         // did). An address wanted again on this host is not confirmed.
         for r in &desired.removals {
             let Some(dev) = self.dev_of(&r.network).map(str::to_owned) else {
-                self.send_report(
+                self.report(
                     r.floating_ip_id,
                     r.revision,
                     ReportedState::Absent,
-                    None,
-                    None,
-                    None,
-                    Some(format!("network {} is not served here", r.network)),
-                    true,
+                    Obs {
+                        detail: Some(format!("network {} is not served here", r.network)),
+                        ..Obs::default()
+                    },
+                    Send::IfChanged,
                 );
                 continue;
             };
@@ -587,26 +609,23 @@ impl Reconciler {
                 continue;
             }
             if let Some(err) = failed.get(&key) {
-                self.send_report(
+                self.report(
                     r.floating_ip_id,
                     r.revision,
                     ReportedState::Error,
-                    None,
-                    None,
-                    None,
-                    Some(format!("removal failed: {err}")),
-                    true,
+                    Obs {
+                        detail: Some(format!("removal failed: {err}")),
+                        ..Obs::default()
+                    },
+                    Send::IfChanged,
                 );
             } else if !still_held.contains(&key) {
-                self.send_report(
+                self.report(
                     r.floating_ip_id,
                     r.revision,
                     ReportedState::Absent,
-                    None,
-                    None,
-                    None,
-                    None,
-                    true,
+                    Obs::default(),
+                    Send::IfChanged,
                 );
             }
         }
@@ -655,15 +674,12 @@ impl Reconciler {
                 AddrState::Tentative => {}
                 // Already right: adopt it as is (no DAD, so no dad_ms).
                 _ => {
-                    if self.send_report(
+                    if self.report(
                         m.floating_ip_id,
                         m.revision,
                         ReportedState::Active,
-                        None,
-                        None,
-                        None,
-                        None,
-                        true,
+                        Obs::default(),
+                        Send::IfChanged,
                     ) {
                         tracing::info!(addr = %key.1, dev = %key.0, revision = m.revision, adopted = true, "active");
                     }
@@ -684,15 +700,15 @@ impl Reconciler {
                     "the desired state lists this address twice with different settings".into()
                 }
             };
-            self.send_report(
+            self.report(
                 m.floating_ip_id,
                 m.revision,
                 ReportedState::Error,
-                None,
-                None,
-                None,
-                Some(detail),
-                true,
+                Obs {
+                    detail: Some(detail),
+                    ..Obs::default()
+                },
+                Send::IfChanged,
             );
         }
         true
@@ -718,15 +734,12 @@ impl Reconciler {
             lifetime_s: self.lifetime_s(),
         };
         let (id, revision) = (d.floating_ip_id, d.revision);
-        self.send_report(
+        self.report(
             id,
             revision,
             ReportedState::Tentative,
-            None,
-            None,
-            None,
-            None,
-            false,
+            Obs::default(),
+            Send::Always,
         );
         self.next_generation += 1;
         let generation = self.next_generation;
