@@ -199,7 +199,8 @@ async fn lease_loop(
                 }
                 tracing::debug!(host = %resp.host, ttl_ms = resp.lease_ttl_ms, "lease renewed");
                 tx.send_replace(Some(Lease { sent_at, ttl }));
-                let renew = Duration::from_millis(resp.renew_after_ms.clamp(1, resp.lease_ttl_ms));
+                let renew =
+                    Duration::from_millis(resp.renew_after_ms.clamp(1, resp.lease_ttl_ms.max(1)));
                 tokio::time::sleep_until(sent_at + renew).await;
             }
             Err(e) => {

@@ -197,7 +197,15 @@ impl Reconciler {
                 _ = sleep_opt(retry_at) => dirty = true,
                 // Cancel-safe: recomputed from `self.lease` every iteration.
                 _ = sleep_opt(fence_at) => {
-                    self.fence().await;
+                    // A renewal may have landed in the watch at the same
+                    // moment; only fence if the newest lease ran out too.
+                    if self.lease_rx.has_changed().unwrap_or(false) {
+                        let lease = *self.lease_rx.borrow_and_update();
+                        self.on_lease(lease).await;
+                    }
+                    if self.lease.is_some_and(|l| l.expires_at() <= Instant::now()) {
+                        self.fence().await;
+                    }
                     dirty = true;
                 }
                 // Cancel-safe: signal streams keep undelivered signals.
