@@ -187,3 +187,57 @@ async fn t7_concurrent_moves_end_at_the_last_accepted_revision() {
     assert_no_double_holder(&a, &b);
     print_timeline("t7 concurrent PATCHes", &c.api.events(&id).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_on_a_network_the_agent_does_not_serve_is_an_agent_error() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    let c = Cluster::start(FipdOpts::default(), false).await;
+    let other = c
+        .api
+        .admin(
+            Method::POST,
+            "/v1/networks",
+            Some(json!({ "name": "other" })),
+            StatusCode::CREATED,
+        )
+        .await;
+    let other_id = other["id"].as_str().unwrap();
+    c.api
+        .admin(
+            Method::POST,
+            "/v1/pools",
+            Some(json!({ "network_id": other_id, "cidr": "2001:db8:2::/64" })),
+            StatusCode::CREATED,
+        )
+        .await;
+    let fip = c
+        .api
+        .admin(
+            Method::POST,
+            "/v1/floating-ips",
+            Some(json!({ "network_id": other_id, "project_id": "p", "instance_id": c.vm_a })),
+            StatusCode::CREATED,
+        )
+        .await;
+    let id = fip["id"].as_str().unwrap().to_owned();
+    let api = c.api.clone();
+    let f = crate::cluster::wait_until("F in ERROR", Duration::from_secs(10), || {
+        let api = api.clone();
+        let id = id.clone();
+        async move {
+            let f = api.fip(&id).await;
+            (f["status"] == "ERROR").then_some(f)
+        }
+    })
+    .await;
+    let detail = f["status_detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("network other is not served by this agent"),
+        "{detail}"
+    );
+    assert_eq!(Cluster::binding(&f, &c.topo.a.name)["state"], "error");
+    // Nothing was added anywhere.
+    let addr = f["address"].as_str().unwrap();
+    assert!(!c.topo.a.has_addr(addr) && !c.topo.b.has_addr(addr));
+}
