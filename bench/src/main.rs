@@ -47,6 +47,12 @@ enum Suite {
     /// cut off (1b), change-to-kernel latency (2), agent scale (5), agent
     /// memory (6).
     Netns {
+        /// Run only these figures (1, 1b, 2, 5; 6 comes with 5); default all.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// Floating IPs for figure 5 [default: 10000, quick: 200].
+        #[arg(long)]
+        addresses: Option<usize>,
         /// PostgreSQL server for the two-replica run (figure 2).
         #[arg(
             long,
@@ -92,6 +98,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         let mut rows = Vec::new();
         let mut notes = Vec::new();
+        let mut failed = false;
         let suite = match &cli.suite {
             Suite::Api { database_url } => {
                 let opts = api::Opts {
@@ -102,19 +109,27 @@ fn main() -> ExitCode {
                 api::allocation_at_scale(&opts, &mut rows).await?;
                 "api"
             }
-            Suite::Netns { database_url } => {
+            Suite::Netns {
+                database_url,
+                only,
+                addresses,
+            } => {
                 let opts = netns::Opts {
                     quick: cli.quick,
+                    only: only.clone(),
+                    addresses: *addresses,
                     pg_admin_url: database_url.clone(),
                 };
-                notes = netns::run(&opts, &mut rows).await?;
+                let o = netns::run(&opts, &mut rows).await?;
+                notes = o.notes;
+                failed = o.failed;
                 "netns"
             }
             Suite::Responder { .. } => unreachable!("handled before the runtime"),
         };
-        anyhow::Ok((suite, rows, notes))
+        anyhow::Ok((suite, rows, notes, failed))
     });
-    let (suite, rows, notes) = match result {
+    let (suite, rows, notes, failed) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("fip-bench: {e:#}");
@@ -136,6 +151,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
         eprintln!("results written to {}", path.display());
+    }
+    if failed {
+        eprintln!("fip-bench: some figures failed (see above)");
+        return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
 }
