@@ -74,8 +74,10 @@ pub struct Opts {
     pub dad_mode: &'static str,
     pub lease_ttl_ms: u64,
     pub fence_grace_ms: u64,
-    /// Two replicas on this PostgreSQL database; SQLite otherwise.
+    /// This PostgreSQL database; SQLite otherwise.
     pub database_url: Option<String>,
+    /// fipd processes on the one database (PostgreSQL only for more than 1).
+    pub replicas: usize,
 }
 
 impl Default for Opts {
@@ -85,6 +87,7 @@ impl Default for Opts {
             lease_ttl_ms: 10_000,
             fence_grace_ms: 2_000,
             database_url: None,
+            replicas: 1,
         }
     }
 }
@@ -129,8 +132,7 @@ impl Cluster {
             opts.dad_mode,
         ];
         let mut fipds = Vec::new();
-        let replicas = if opts.database_url.is_some() { 2 } else { 1 };
-        for i in 0..replicas {
+        for i in 0..opts.replicas.max(1) {
             let d = dir.join(format!("fipd{i}"));
             std::fs::create_dir_all(&d)?;
             fipds.push(Fipd::start_on(

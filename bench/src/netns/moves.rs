@@ -114,11 +114,12 @@ pub async fn ours(topo: &Topo, opts: &cluster::Opts, moves: usize, cap: Duration
     Ok(out)
 }
 
-/// Ours with two fipd replicas on one PostgreSQL database: PATCH on the
-/// first, both agents on the second (figure 2, second part).
-pub async fn ours_two_replicas(
+/// Ours on PostgreSQL with `replicas` fipd processes: with two, the PATCH
+/// goes to the first and both agents talk to the second (figure 2).
+pub async fn ours_on_postgres(
     topo: &Topo,
     admin_url: &str,
+    replicas: usize,
     moves: usize,
     cap: Duration,
 ) -> Result<Moves> {
@@ -127,6 +128,7 @@ pub async fn ours_two_replicas(
         .context("PostgreSQL for the two-replica run")?;
     let opts = cluster::Opts {
         database_url: Some(db.url.clone()),
+        replicas,
         ..cluster::Opts::default()
     };
     let r = ours(topo, &opts, moves, cap).await;

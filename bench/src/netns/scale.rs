@@ -18,6 +18,9 @@ use super::probe::wall_ms;
 use super::topology::{ip, Topo, DEV};
 use crate::fipd::peak_rss_mib;
 
+/// The agent is stopped when its peak RSS passes this (the target is 20 MB).
+const RSS_LIMIT_MIB: f64 = 4096.0;
+
 pub struct Scale {
     pub n: usize,
     /// `ip -batch` start → no address tentative.
@@ -248,6 +251,11 @@ pub async fn run(topo: &Topo, n: usize) -> Result<Scale> {
             break;
         }
         if Instant::now() > deadline {
+            break;
+        }
+        // A bound on what a runaway agent may take from the machine.
+        if peak_rss_mib(agent.pid()).is_ok_and(|m| m > RSS_LIMIT_MIB) {
+            eprintln!("figure 5: the agent passed {RSS_LIMIT_MIB} MiB; stopping it");
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
