@@ -9,6 +9,21 @@ use anyhow::{anyhow, bail, Context, Result};
 
 pub const ADMIN: &str = "bench-admin-token";
 
+/// Makes `cmd`'s process get SIGTERM when this process dies, so fipd,
+/// agents and helpers never outlive a benchmark killed by a signal.
+/// (The kernel sends it when the spawning *thread* exits: spawn only from
+/// threads that live as long as the run, as the main thread does.)
+pub fn die_with_us(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
+    }
+}
+
 /// A binary built next to this one (`cargo build --release -p fipd -p fip-bench`).
 pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe()?;
@@ -62,7 +77,7 @@ impl Fipd {
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
-        let mut child = cmd.spawn().context("starting fipd")?;
+        let mut child = die_with_us(&mut cmd).spawn().context("starting fipd")?;
         let stdout = child.stdout.take().expect("piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::topology::{Host, Topo, C_ADDR, DEV, POOL};
 use crate::api::Api;
-use crate::fipd::{sibling_binary, Fipd};
+use crate::fipd::{die_with_us, sibling_binary, Fipd};
 
 /// The fipd network name the agents serve on eth0.
 pub const NET: &str = "bench";
@@ -26,7 +26,7 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(h: &Host, url: &str, token_file: &Path, log: PathBuf) -> Result<Self> {
-        let child = Command::new("ip")
+        let child = die_with_us(&mut Command::new("ip"))
             .args(["netns", "exec", &h.ns])
             .arg(sibling_binary("fip-agent")?)
             .args(["run", "--api-url", url])

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use super::topology::{Host, DEV};
+use crate::fipd::die_with_us;
 
 /// The keepalived binary, installing Debian's package when allowed.
 /// `Err` says why the baselines are skipped.
@@ -80,7 +81,7 @@ impl Keepalived {
     pub fn start(bin: &Path, h: &Host, conf: &Path, dir: &Path, tag: &str) -> Result<Self> {
         let log = dir.join(format!("keepalived-{}-{tag}.log", h.name));
         let pid = |kind: &str| dir.join(format!("keepalived-{}-{kind}.pid", h.name));
-        let child = Command::new("ip")
+        let child = die_with_us(&mut Command::new("ip"))
             .args(["netns", "exec", &h.ns])
             .arg(bin)
             .args(["--dont-fork", "--log-console", "--log-detail", "--vrrp"])

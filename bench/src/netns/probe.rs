@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 
 use super::topology::{enter_ns, Host};
-use crate::fipd::sibling_binary;
+use crate::fipd::{die_with_us, sibling_binary};
 
 pub const PORT: u16 = 7_946;
 /// Probe period.
@@ -98,7 +98,7 @@ impl Responders {
             children: Vec::new(),
         };
         for h in hosts {
-            let child = Command::new("ip")
+            let child = die_with_us(&mut Command::new("ip"))
                 .args(["netns", "exec", &h.ns])
                 .arg(&bin)
                 .args([

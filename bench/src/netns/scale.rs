@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::cluster::{self, ms_of, Cluster};
 use super::probe::wall_ms;
 use super::topology::{ip, Topo, DEV};
-use crate::fipd::peak_rss_mib;
+use crate::fipd::{die_with_us, peak_rss_mib};
 
 /// The agent is stopped when its peak RSS passes this (the target is 20 MB).
 const RSS_LIMIT_MIB: f64 = 4096.0;
@@ -109,7 +109,7 @@ struct DelMonitor {
 
 impl DelMonitor {
     fn start(ns: &str) -> Result<Self> {
-        let mut child = Command::new("ip")
+        let mut child = die_with_us(&mut Command::new("ip"))
             .args(["-n", ns, "monitor", "address"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
