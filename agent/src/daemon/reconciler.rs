@@ -104,7 +104,16 @@ pub struct Reconciler {
     /// state is not re-sent on every pass.
     last_reported: HashMap<Uuid, (ReportedState, i64)>,
     next_resync: Instant,
+    /// Bounds adds waiting for a DAD verdict at once. Each add holds an
+    /// address-event subscription and a capture socket until its verdict,
+    /// and each of those sees every event on the link, so unbounded
+    /// concurrency grows quadratically with the number of addresses and can
+    /// starve the lease renewal on this single-threaded runtime.
+    add_slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Adds waiting for a DAD verdict at once (see `Reconciler::add_slots`).
+const MAX_PENDING_DAD: usize = 64;
 
 impl Reconciler {
     pub fn new(
@@ -133,6 +142,7 @@ impl Reconciler {
             next_generation: 0,
             retries: HashMap::new(),
             jitter: Jitter::new(),
+            add_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_DAD)),
             last_reported: HashMap::new(),
             next_resync,
         }
@@ -755,7 +765,11 @@ impl Reconciler {
         let tx = self.task_tx.clone();
         let k = key.clone();
         tracing::info!(%addr, dev = %key.0, ?dad, "adding");
+        let slots = self.add_slots.clone();
         let handle = tokio::spawn(async move {
+            // Held until the verdict; the rest of the NA train needs no slot.
+            // Cancel-safe: aborting the task while queued drops nothing else.
+            let mut slot = slots.acquire_owned().await.ok();
             let mut verdict_sent = false;
             let res = mgr
                 .add_and_announce(&k.0, addr, &opts, &na, |o, n| {
@@ -764,6 +778,7 @@ impl Reconciler {
                     if o.outcome == Outcome::Optimistic {
                         return;
                     }
+                    slot.take();
                     verdict_sent = true;
                     let _ = tx.send(TaskEvent::Verdict {
                         generation,
