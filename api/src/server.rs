@@ -142,7 +142,7 @@ async fn janitor(app: App) {
         }
         if let Err(e) = app
             .store
-            .idempotency_purge(now - http::middleware_ttl())
+            .idempotency_purge(now - http::IDEMPOTENCY_TTL_MS)
             .await
         {
             tracing::warn!(error = %http::error::error_chain(&e), "purging idempotency keys failed");

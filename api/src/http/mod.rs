@@ -26,6 +26,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::app::{App, PageRequest};
 use error::ApiError;
+pub use middleware::IDEMPOTENCY_TTL_MS;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
@@ -200,9 +201,4 @@ pub(crate) fn page(
         after: page_token,
         limit,
     })
-}
-
-/// How long idempotency keys live, for the janitor.
-pub fn middleware_ttl() -> i64 {
-    middleware::IDEMPOTENCY_TTL_MS
 }
