@@ -1,6 +1,8 @@
 //! `AddressManager`: the DAD-safe add, confirmed remove, listing and announcing of managed addresses.
 
+use std::collections::HashMap;
 use std::net::Ipv6Addr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rtnetlink::packet_route::address::AddressFlags;
@@ -9,7 +11,8 @@ use tokio::time::Instant;
 
 use crate::addr::{FloatingAddr, Mac};
 use crate::error::AgentError;
-use crate::net::dad::{DadWatch, Verdict};
+use crate::net::dad::{DadWatch, NdCaptures, Verdict};
+use crate::net::monitor::AddrMonitor;
 use crate::net::na::NaSender;
 use crate::net::netlink::{AddrFlags, KernelAddr, Link, Netlink};
 use crate::net::sysctl::{self, Ipv6Conf};
@@ -249,7 +252,7 @@ pub struct Announcer {
     addr: Ipv6Addr,
     router: bool,
     allow_optimistic: bool,
-    sender: NaSender,
+    sender: Arc<NaSender>,
     sent: u32,
     last: Option<Instant>,
 }
@@ -313,9 +316,16 @@ impl Announcer {
 
 /// The agent core: every operation runs in the network namespace the
 /// manager was created in.
+///
+/// The sockets that would otherwise be opened per address are shared: one
+/// address-event subscription, one NDP capture and one NA socket per
+/// interface, so the cost of an add does not grow with the adds in flight.
 #[derive(Clone)]
 pub struct AddressManager {
     nl: Netlink,
+    monitor: AddrMonitor,
+    captures: NdCaptures,
+    senders: Arc<Mutex<HashMap<u32, Arc<NaSender>>>>,
 }
 
 impl AddressManager {
@@ -323,11 +333,33 @@ impl AddressManager {
     pub fn new() -> Result<Self, AgentError> {
         Ok(Self {
             nl: Netlink::new()?,
+            monitor: AddrMonitor::start(),
+            captures: NdCaptures::default(),
+            senders: Arc::default(),
         })
     }
 
     pub fn netlink(&self) -> &Netlink {
         &self.nl
+    }
+
+    /// The agent's address-event subscription.
+    pub fn monitor(&self) -> &AddrMonitor {
+        &self.monitor
+    }
+
+    /// The NA socket of interface `index`, opened on first use.
+    fn na_sender(&self, index: u32, dev: &str) -> Result<Arc<NaSender>, AgentError> {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = senders.get(&index) {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(
+            NaSender::open(index)
+                .map_err(|e| AgentError::io(format!("open raw ICMPv6 socket on {dev}"), e))?,
+        );
+        senders.insert(index, s.clone());
+        Ok(s)
     }
 
     pub async fn link(&self, dev: &str) -> Result<Link, AgentError> {
@@ -337,12 +369,7 @@ impl AddressManager {
     /// The interface's IPv6 sysctls; an interface without a conf directory
     /// has no IPv6 at all.
     pub fn ipv6_conf(&self, dev: &str) -> Result<Ipv6Conf, AgentError> {
-        if !sysctl::has_conf(dev) {
-            return Err(AgentError::Ipv6Disabled {
-                dev: dev.to_owned(),
-            });
-        }
-        Ipv6Conf::read(dev).map_err(|e| AgentError::io(format!("read IPv6 sysctls of {dev}"), e))
+        ipv6_conf(dev)
     }
 
     /// Adds `addr` with DAD and waits for the verdict. Does not announce.
@@ -381,7 +408,7 @@ impl AddressManager {
         }
         // Listen first: an address found tentative below may reach its
         // verdict at any moment, and a new add starts DAD at once.
-        let watch = DadWatch::start(&self.nl, &link, addr.addr())?;
+        let watch = DadWatch::start(&self.nl, &self.monitor, &self.captures, &link, addr.addr());
         let started = Instant::now();
         let deadline = started + opts.timeout;
         let pending = |watch, mode| PendingDad {
@@ -555,11 +582,25 @@ impl AddressManager {
                 addr: addr.addr(),
                 dev: dev.to_owned(),
             })?;
+        self.refresh_lifetime_seen(&link, addr, k.flags, lifetime_s)
+            .await
+    }
+
+    /// [`AddressManager::refresh_lifetime`] of a managed address the caller
+    /// has just seen with `flags` (no lookups: a lease renewal refreshes
+    /// every address at once).
+    pub async fn refresh_lifetime_seen(
+        &self,
+        link: &Link,
+        addr: FloatingAddr,
+        flags: AddrFlags,
+        lifetime_s: u32,
+    ) -> Result<(), AgentError> {
         self.nl
             .add(
-                &link,
+                link,
                 addr,
-                current_add_flags(k.flags),
+                current_add_flags(flags),
                 Some(lifetime_s),
                 FIP_ADDR_PROTO,
                 true,
@@ -654,8 +695,7 @@ impl AddressManager {
                 hint: "; pass --force to announce it anyway",
             });
         }
-        let sender = NaSender::open(link.index, addr)
-            .map_err(|e| AgentError::io(format!("open raw ICMPv6 socket on {dev}"), e))?;
+        let sender = self.na_sender(link.index, dev)?;
         Ok(Announcer {
             nl: self.nl.clone(),
             link,
@@ -671,28 +711,43 @@ impl AddressManager {
 
     /// Preflight for one interface.
     pub async fn check(&self, dev: &str) -> Result<CheckReport, AgentError> {
-        let link = self.nl.link(dev).await?;
-        let ipv6 = self.ipv6_conf(dev)?;
-        let mut warnings = ipv6.warnings(dev);
-        if !link.admin_up {
-            warnings.insert(0, format!("{dev} is administratively down: DAD cannot run"));
-        } else if !link.carrier {
-            warnings.insert(0, format!("{dev} has no carrier: DAD waits for the link"));
-        }
-        if link.mac.is_none() {
-            warnings.push(format!("{dev} has no MAC address: NAs cannot be sent"));
-        }
-        Ok(CheckReport {
-            dev: link.name.clone(),
-            ifindex: link.index,
-            mac: link.mac,
-            mtu: link.mtu,
-            admin_up: link.admin_up,
-            carrier: link.carrier,
-            ipv6,
-            warnings,
-        })
+        check(&self.nl, dev).await
     }
+}
+
+/// Preflight for one interface, on any netlink connection (the daemon's
+/// lease renewal uses its own, so it never queues behind address changes).
+pub async fn check(nl: &Netlink, dev: &str) -> Result<CheckReport, AgentError> {
+    let link = nl.link(dev).await?;
+    let ipv6 = ipv6_conf(dev)?;
+    let mut warnings = ipv6.warnings(dev);
+    if !link.admin_up {
+        warnings.insert(0, format!("{dev} is administratively down: DAD cannot run"));
+    } else if !link.carrier {
+        warnings.insert(0, format!("{dev} has no carrier: DAD waits for the link"));
+    }
+    if link.mac.is_none() {
+        warnings.push(format!("{dev} has no MAC address: NAs cannot be sent"));
+    }
+    Ok(CheckReport {
+        dev: link.name.clone(),
+        ifindex: link.index,
+        mac: link.mac,
+        mtu: link.mtu,
+        admin_up: link.admin_up,
+        carrier: link.carrier,
+        ipv6,
+        warnings,
+    })
+}
+
+fn ipv6_conf(dev: &str) -> Result<Ipv6Conf, AgentError> {
+    if !sysctl::has_conf(dev) {
+        return Err(AgentError::Ipv6Disabled {
+            dev: dev.to_owned(),
+        });
+    }
+    Ipv6Conf::read(dev).map_err(|e| AgentError::io(format!("read IPv6 sysctls of {dev}"), e))
 }
 
 /// The flags to pass back on a replace so it does not change the address's

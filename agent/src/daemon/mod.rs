@@ -5,8 +5,9 @@
 //! in the namespace the process started in; nothing here calls `setns`):
 //! - `lease_loop`: renews the lease; publishes each success on a watch.
 //! - `desired_loop`: long-polls the desired state; publishes each new one.
-//! - `events_loop`: wakes the reconciler on address events of served links.
 //! - `reporter_loop`: delivers reports in order, retrying while fipd is away.
+//! - the manager's address monitor: routes each address event to the add
+//!   waiting on it, and wakes the reconciler for the others.
 //! - [`reconciler::Reconciler`]: the level-triggered loop; it alone touches
 //!   the kernel, and it fences the host when the lease runs out.
 
@@ -24,8 +25,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::Instant;
 
 use crate::error::EXIT_BAD_INPUT;
-use crate::manager::AddressManager;
-use crate::net::netlink::{AddrEvent, AddrEvents};
+use crate::manager::{self, AddressManager};
+use crate::net::netlink::Netlink;
 use client::{chain, Api};
 use config::{RunArgs, Settings};
 
@@ -106,19 +107,31 @@ pub async fn run(args: RunArgs) -> i32 {
         env!("CARGO_PKG_VERSION")
     );
 
+    // The lease renewal reads the interfaces on a netlink socket of its
+    // own, so it never waits behind thousands of queued address changes.
+    let lease_nl = match Netlink::new() {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("fip-agent: error: {}", chain(&e));
+            return e.exit_code();
+        }
+    };
     let (lease_tx, lease_rx) = watch::channel(None);
     let (desired_tx, desired_rx) = watch::channel(None);
     let (report_tx, report_rx) = mpsc::unbounded_channel();
     let wake = Arc::new(Notify::new());
+    // Address events of served links that no add in flight claims (someone
+    // removed our address, a lifetime ran out) wake the reconciler.
+    mgr.monitor().set_listener(served_index, wake.clone());
+    wake.notify_one();
     let tasks = [
         tokio::spawn(lease_loop(
             api.clone(),
-            mgr.clone(),
+            lease_nl,
             settings.networks.clone(),
             lease_tx,
         )),
         tokio::spawn(desired_loop(api.clone(), desired_tx)),
-        tokio::spawn(events_loop(served_index, wake.clone())),
         tokio::spawn(reporter_loop(api, report_rx)),
     ];
     let code = reconciler::Reconciler::new(mgr, settings, lease_rx, desired_rx, report_tx, wake)
@@ -131,11 +144,11 @@ pub async fn run(args: RunArgs) -> i32 {
 }
 
 /// The lease request: version, served networks with MACs, `check` findings.
-async fn lease_request(mgr: &AddressManager, networks: &[(String, String)]) -> LeaseRequest {
+async fn lease_request(nl: &Netlink, networks: &[(String, String)]) -> LeaseRequest {
     let mut served = Vec::new();
     let mut findings = Vec::new();
     for (net, dev) in networks {
-        match mgr.check(dev).await {
+        match manager::check(nl, dev).await {
             Ok(c) => {
                 served.push(ServedNetwork {
                     network: net.clone(),
@@ -177,7 +190,7 @@ async fn lease_request(mgr: &AddressManager, networks: &[(String, String)]) -> L
 /// its request was sent.
 async fn lease_loop(
     api: Api,
-    mgr: AddressManager,
+    nl: Netlink,
     networks: Vec<(String, String)>,
     tx: watch::Sender<Option<Lease>>,
 ) {
@@ -185,7 +198,7 @@ async fn lease_loop(
     let mut ttl = Duration::from_secs(10);
     let mut failing = false;
     loop {
-        let req = lease_request(&mgr, &networks).await;
+        let req = lease_request(&nl, &networks).await;
         let sent_at = Instant::now();
         // A renewal that takes longer than a third of the lease is as good
         // as failed: give up on it and retry.
@@ -242,31 +255,6 @@ async fn desired_loop(api: Api, tx: watch::Sender<Option<DesiredState>>) {
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
-    }
-}
-
-/// Wakes the reconciler on any IPv6 address event of a served interface
-/// (someone removed our address, DAD finished, a lifetime ran out).
-async fn events_loop(served: HashSet<u32>, wake: Arc<Notify>) {
-    loop {
-        let mut events = match AddrEvents::subscribe() {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!("cannot subscribe to address events: {}", chain(&e));
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        // Anything may have happened while we were not subscribed.
-        wake.notify_one();
-        while let Some(ev) = events.next().await {
-            let (AddrEvent::New(k) | AddrEvent::Del(k)) = ev;
-            if served.contains(&k.index) {
-                wake.notify_one();
-            }
-        }
-        // A netlink overrun ends a multicast subscription.
-        tracing::warn!("address event subscription closed; subscribing again");
     }
 }
 

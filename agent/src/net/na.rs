@@ -84,7 +84,10 @@ fn find_lla_option(mut opts: &[u8], kind: u8) -> Option<Mac> {
     None
 }
 
-/// A raw ICMPv6 socket that sends NAs out of one interface.
+/// A raw ICMPv6 socket that sends NAs out of one interface, for any of
+/// its addresses: each NA names its source in IPV6_PKTINFO, so one socket
+/// serves every address (a socket per address ran into the descriptor
+/// limit with thousands of NA trains at once).
 ///
 /// The socket is created in the calling thread's network namespace and keeps
 /// it, so it must be opened from the agent's own namespace (never after a
@@ -131,12 +134,12 @@ pub(crate) fn sockaddr_in6(addr: Ipv6Addr, scope_id: u32) -> libc::sockaddr_in6 
 }
 
 impl NaSender {
-    /// Opens the socket, bound to `source` on interface `ifindex`.
+    /// Opens the socket on interface `ifindex`.
     ///
-    /// IPV6_FREEBIND lets us bind the floating address while it is still
-    /// optimistic (`--dad optimistic`); in strict mode we only get here after
-    /// DAD passed, so it changes nothing there.
-    pub fn open(ifindex: u32, source: Ipv6Addr) -> io::Result<Self> {
+    /// IPV6_FREEBIND lets an NA leave from the floating address while it is
+    /// still optimistic (`--dad optimistic`); in strict mode we only get here
+    /// after DAD passed, so it changes nothing there.
+    pub fn open(ifindex: u32) -> io::Result<Self> {
         // SAFETY: plain socket(2) call; the result is checked before use.
         let raw = unsafe {
             libc::socket(
@@ -165,36 +168,48 @@ impl NaSender {
         // receive queue does not fill with the link's traffic.
         let block_all = [u32::MAX; 8];
         setsockopt_raw(&fd, libc::IPPROTO_ICMPV6, ICMP6_FILTER, &block_all)?;
-        let sa = sockaddr_in6(source, ifindex);
-        // SAFETY: `sa` is a valid sockaddr_in6 for the length passed.
-        let rc = unsafe {
-            libc::bind(
-                fd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(Self { fd, ifindex })
     }
 
-    /// Sends one unsolicited NA to all-nodes (ff02::1) on the interface.
+    /// Sends one unsolicited NA for `target`, from `target`, to all-nodes
+    /// (ff02::1) on the interface.
     pub fn send(&self, target: Ipv6Addr, mac: Mac, router: bool) -> io::Result<()> {
-        let pkt = encode_na(target, mac, router);
-        let dst = sockaddr_in6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), self.ifindex);
-        // SAFETY: buffer and address are valid for the lengths passed.
-        let n = unsafe {
-            libc::sendto(
-                self.fd.as_raw_fd(),
-                pkt.as_ptr().cast(),
-                pkt.len(),
-                0,
-                (&dst as *const libc::sockaddr_in6).cast(),
-                size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-            )
+        let mut pkt = encode_na(target, mac, router);
+        let mut dst = sockaddr_in6(Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1), self.ifindex);
+        let info = libc::in6_pktinfo {
+            ipi6_addr: libc::in6_addr {
+                s6_addr: target.octets(),
+            },
+            ipi6_ifindex: self.ifindex,
         };
+        // u64 elements keep the control buffer aligned for cmsghdr.
+        let mut control = [0u64; 8];
+        // SAFETY: CMSG_SPACE is a pure size computation.
+        let space = unsafe { libc::CMSG_SPACE(size_of::<libc::in6_pktinfo>() as u32) } as usize;
+        debug_assert!(space <= size_of::<[u64; 8]>());
+        let mut iov = libc::iovec {
+            iov_base: pkt.as_mut_ptr().cast(),
+            iov_len: pkt.len(),
+        };
+        // SAFETY: msghdr is plain old data; all-zero is a valid value.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = (&mut dst as *mut libc::sockaddr_in6).cast();
+        msg.msg_namelen = size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        // SAFETY: `msg` describes `control`, which has room for one cmsg of
+        // `in6_pktinfo`; CMSG_FIRSTHDR is non-null for that length.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::IPPROTO_IPV6;
+            (*c).cmsg_type = libc::IPV6_PKTINFO;
+            (*c).cmsg_len = libc::CMSG_LEN(size_of::<libc::in6_pktinfo>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::in6_pktinfo>(), info);
+        }
+        // SAFETY: every pointer in `msg` is valid for the lengths it gives.
+        let n = unsafe { libc::sendmsg(self.fd.as_raw_fd(), &msg, 0) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }

@@ -1,9 +1,11 @@
 //! rtnetlink access: link lookup, IPv6 address dump/add/delete, and the IPv6 address event stream.
 
 use std::net::{IpAddr, Ipv6Addr};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
-use futures_util::stream::TryStreamExt;
-use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+use futures_util::stream::{StreamExt, TryStreamExt};
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{
     AddressAttribute, AddressFlags, AddressMessage, AddressProtocol, CacheInfo,
 };
@@ -11,7 +13,7 @@ use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, MulticastGroup};
 use serde::Serialize;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 use tokio::task::JoinHandle;
 
 use crate::addr::{FloatingAddr, Mac};
@@ -175,7 +177,16 @@ pub(crate) fn map_error(op: &'static str, dev: &str, e: rtnetlink::Error) -> Age
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// Requests outstanding on the socket. The kernel runs each request's
+    /// handler inside the send, and the connection sends everything queued
+    /// in one go: thousands of queued adds (each one walks the interface's
+    /// multicast list) would hold this thread, and with it the lease
+    /// renewal, inside the kernel for many seconds.
+    outstanding: Arc<Semaphore>,
 }
+
+/// See `Netlink::outstanding`.
+const MAX_OUTSTANDING: usize = 16;
 
 impl Netlink {
     /// Opens the socket in the namespace the calling thread is in and drives
@@ -184,10 +195,20 @@ impl Netlink {
         let (conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| AgentError::io("open rtnetlink socket", e))?;
         tokio::spawn(conn);
-        Ok(Self { handle })
+        Ok(Self {
+            handle,
+            outstanding: Arc::new(Semaphore::new(MAX_OUTSTANDING)),
+        })
+    }
+
+    /// A turn to talk to the kernel (see `Netlink::outstanding`).
+    async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        // Never closed, so never `None` in practice.
+        self.outstanding.acquire().await.ok()
     }
 
     pub async fn link(&self, name: &str) -> Result<Link, AgentError> {
+        let _turn = self.turn().await;
         let msg = self
             .handle
             .link()
@@ -203,6 +224,7 @@ impl Netlink {
 
     /// Index and name of every interface.
     pub async fn link_names(&self) -> Result<Vec<(u32, String)>, AgentError> {
+        let _turn = self.turn().await;
         let msgs: Vec<LinkMessage> = self
             .handle
             .link()
@@ -222,6 +244,7 @@ impl Netlink {
 
     /// All IPv6 addresses, optionally of one interface.
     pub async fn addresses(&self, index: Option<u32>) -> Result<Vec<KernelAddr>, AgentError> {
+        let _turn = self.turn().await;
         let mut req = self.handle.address().get();
         req.message_mut().header.family = AddressFamily::Inet6;
         if let Some(i) = index {
@@ -240,12 +263,56 @@ impl Netlink {
     }
 
     /// The kernel's copy of `addr` on interface `index`, if any.
+    ///
+    /// A point lookup (RTM_GETADDR without NLM_F_DUMP, answered from the
+    /// kernel's address hash), so its cost does not grow with the number of
+    /// addresses on the interface. The kernel matches a global address on
+    /// any interface; when the answer names another one, the interface's
+    /// dump decides.
     pub async fn find(&self, index: u32, addr: Ipv6Addr) -> Result<Option<KernelAddr>, AgentError> {
-        Ok(self
-            .addresses(Some(index))
-            .await?
-            .into_iter()
-            .find(|a| a.addr == addr))
+        let mut msg = AddressMessage::default();
+        msg.header.family = AddressFamily::Inet6;
+        msg.header.index = index;
+        msg.header.prefix_len = 128;
+        msg.attributes
+            .push(AddressAttribute::Address(IpAddr::V6(addr)));
+        let mut req = NetlinkMessage::from(RouteNetlinkMessage::GetAddress(msg));
+        req.header.flags = NLM_F_REQUEST;
+        let turn = self.turn().await;
+        let mut answers = self
+            .handle
+            .clone()
+            .request(req)
+            .map_err(|e| map_error("look up the address", "", e))?;
+        let mut found = None;
+        while let Some(m) = answers.next().await {
+            match m.payload {
+                NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewAddress(a)) => {
+                    found = KernelAddr::from_msg(&a);
+                }
+                NetlinkPayload::Error(e) if e.code.is_some() => {
+                    if -e.raw_code() == libc::EADDRNOTAVAIL {
+                        return Ok(None);
+                    }
+                    return Err(map_error(
+                        "look up the address",
+                        "",
+                        rtnetlink::Error::NetlinkError(e),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        drop(turn);
+        match found {
+            Some(k) if k.index == index && k.addr == addr => Ok(Some(k)),
+            Some(_) => Ok(self
+                .addresses(Some(index))
+                .await?
+                .into_iter()
+                .find(|a| a.addr == addr)),
+            None => Ok(None),
+        }
     }
 
     /// Adds (or, with `replace`, updates in place) an address carrying the
@@ -275,12 +342,14 @@ impl Netlink {
             msg.attributes.push(AddressAttribute::CacheInfo(ci));
         }
         let req = if replace { req.replace() } else { req };
+        let _turn = self.turn().await;
         req.execute()
             .await
             .map_err(|e| map_error("add the address", &link.name, e))
     }
 
     pub async fn del(&self, link: &Link, addr: Ipv6Addr, prefix_len: u8) -> Result<(), AgentError> {
+        let _turn = self.turn().await;
         let mut msg = AddressMessage::default();
         msg.header.family = AddressFamily::Inet6;
         msg.header.index = link.index;
@@ -330,14 +399,21 @@ pub struct AddrEvents {
 
 impl AddrEvents {
     pub fn subscribe() -> Result<Self, AgentError> {
-        let (conn, _handle, mut raw) =
+        let (mut conn, _handle, mut raw) =
             rtnetlink::new_multicast_connection(&[MulticastGroup::Ipv6Ifaddr])
                 .map_err(|e| AgentError::io("subscribe to IPv6 address events", e))?;
+        // Thousands of adds at once emit events faster than one wakeup reads
+        // them; an overrun ends the subscription, so give the queue room.
+        // SO_RCVBUFFORCE (root) passes net.core.rmem_max; SO_RCVBUF is the
+        // fallback the kernel caps.
+        let fd = conn.socket_mut().as_raw_fd();
+        if set_rcvbuf(fd, libc::SO_RCVBUFFORCE, EVENT_RCVBUF).is_err() {
+            let _ = set_rcvbuf(fd, libc::SO_RCVBUF, EVENT_RCVBUF);
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         let conn_task = tokio::spawn(conn);
         // Decode on a task of its own so the consumer sees typed events only.
         let decode_task = tokio::spawn(async move {
-            use futures_util::StreamExt;
             while let Some((msg, _)) = raw.next().await {
                 if let Some(ev) = decode_event(msg) {
                     if tx.send(ev).is_err() {
@@ -363,6 +439,27 @@ impl Drop for AddrEvents {
         for t in &self.tasks {
             t.abort();
         }
+    }
+}
+
+/// Receive buffer of an address-event subscription (the kernel doubles it).
+const EVENT_RCVBUF: libc::c_int = 8 << 20;
+
+fn set_rcvbuf(fd: RawFd, opt: libc::c_int, bytes: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: `fd` is a live socket and `bytes` an int of the size we pass.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
