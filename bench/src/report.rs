@@ -56,7 +56,6 @@ pub fn print(row: &Row) {
 /// Renders the table as Markdown.
 pub fn markdown(rows: &[Row], machine: &str, date: &str, mode: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# Benchmark results\n");
     let _ = writeln!(
         s,
         "Mode: {mode}. Each figure is ours next to its baseline measured in the same run; \
@@ -90,13 +89,19 @@ pub fn markdown(rows: &[Row], machine: &str, date: &str, mode: &str) -> String {
     s
 }
 
+/// The one heading of the results file.
+const TITLE: &str = "# Benchmark results";
+
 /// Replaces the section of `path` between the markers for this suite, so
 /// the root-free and the namespace suites can write one file.
 pub fn write_section(path: &Path, suite: &str, body: &str) -> std::io::Result<()> {
     let begin = format!("<!-- begin {suite} -->");
     let end = format!("<!-- end {suite} -->");
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{begin}\n{body}{end}\n");
+    let mut old = std::fs::read_to_string(path).unwrap_or_default();
+    if !old.starts_with(TITLE) {
+        old = format!("{TITLE}\n\n{old}");
+    }
+    let section = format!("{begin}\n## `fip-bench {suite}`\n\n{body}{end}\n");
     let new = match (old.find(&begin), old.find(&end)) {
         (Some(b), Some(e)) if e > b => format!(
             "{}{}{}",
@@ -124,6 +129,11 @@ mod tests {
         let s = std::fs::read_to_string(&p).unwrap();
         assert!(
             s.contains("three") && s.contains("two") && !s.contains("one"),
+            "{s}"
+        );
+        assert_eq!(s.matches(TITLE).count(), 1, "one title: {s}");
+        assert!(
+            s.starts_with(TITLE) && s.contains("## `fip-bench b`"),
             "{s}"
         );
         assert!(

@@ -863,7 +863,9 @@ const LIFETIME_PER_ADDRESS_MS: u64 = 40;
 /// cost: an agent that dies without fencing leaves its addresses in the
 /// kernel that long (the next host's DAD then fails and is retried).
 fn lifetime_for(lease_s: u32, held: usize) -> u32 {
-    let scaled = (held as u64 * LIFETIME_PER_ADDRESS_MS).div_ceil(1000);
+    let scaled = (held as u64)
+        .saturating_mul(LIFETIME_PER_ADDRESS_MS)
+        .div_ceil(1000);
     lease_s.max(scaled.min(u64::from(u32::MAX - 1)) as u32)
 }
 
