@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/fipd/terraform-provider-fipd/internal/fipdapi"
 )
@@ -281,3 +282,6 @@ func startFakeAgent(t *testing.T, s *fipdServer, hostToken, network string, mode
 	}()
 	return nil
 }
+
+// tfpath names a top-level attribute for plan and state checks.
+func tfpath(name string) tfjsonpath.Path { return tfjsonpath.New(name) }
