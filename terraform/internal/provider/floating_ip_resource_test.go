@@ -331,7 +331,7 @@ resource "fipd_floating_ip" "f" {
 				Check:  startAgents(t, s, agentDADFailed, "a", "b"),
 			},
 			{
-				Config:      config,
+				Config: config,
 				ExpectError: regexp.MustCompile(`(?s)is ERROR.*` + words("DAD failed on host host-a:") + `\s+2001:db8:7:\S+\s+` +
 					words("is defended by "+defenderMAC)),
 			},

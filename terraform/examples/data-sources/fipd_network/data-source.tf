@@ -1,0 +1,3 @@
+data "fipd_network" "link1" {
+  name = "link-1"
+}

@@ -1,0 +1,2 @@
+# A host is imported by its ID. Its agent token is not: fipd keeps only its hash.
+terraform import fipd_host.compute1 0190b8a2-6c1e-7d3f-8a4b-2c5d6e7f8093
