@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates everything derived in this module, from any working directory:
-#   1. internal/fipdapi/models.gen.go from ../openapi/fipd.json (oapi-codegen);
+#   1. internal/fipdapi/models.gen.go (oapi-codegen) and constraints.gen.go
+#      (tools/constraints) from ../openapi/fipd.json, or $FIPD_OPENAPI;
 #   2. the canonical formatting of examples/ (tofu fmt);
 #   3. docs/ from the provider's schema and examples/ (tfplugindocs).
 # `go generate ./...` runs this. The generators are pinned in tools/go.mod,
@@ -15,8 +16,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 cli="${FIPD_TF_CLI:-$(scripts/install-cli.sh)}"
 
-echo "generate: API models from ../openapi/fipd.json" >&2
-(cd tools && go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen -config oapi-codegen.yaml ../../openapi/fipd.json)
+openapi="$(realpath "${FIPD_OPENAPI:-../openapi/fipd.json}")"
+echo "generate: API models and constraints from $openapi" >&2
+(
+    cd tools
+    go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen -config oapi-codegen.yaml "$openapi"
+    go run ./constraints "$openapi" ../internal/fipdapi/constraints.gen.go
+)
 
 echo "generate: formatting examples/" >&2
 TF_CLI_CONFIG_FILE=/dev/null "$cli" fmt -recursive examples >/dev/null

@@ -120,14 +120,14 @@ func (r *floatingIPResource) Schema(ctx context.Context, _ resource.SchemaReques
 					"address of the pool. Changing it replaces the floating IP.",
 				Optional:      true,
 				Computed:      true,
-				Validators:    []validator.String{ipv6Address()},
+				Validators:    []validator.String{ipv6Address(), declared("FloatingIpCreate", "address")},
 				PlanModifiers: []planmodifier.String{keep, stringplanmodifier.RequiresReplaceIfConfigured()},
 			},
 			"project_id": schema.StringAttribute{
 				MarkdownDescription: "The owning project. Required with the admin token; implied by a project token.",
 				Optional:            true,
 				Computed:            true,
-				Validators:          []validator.String{projectID()},
+				Validators:          []validator.String{projectID(), declared("FloatingIpCreate", "project_id")},
 				PlanModifiers:       []planmodifier.String{keep, stringplanmodifier.RequiresReplaceIfConfigured()},
 			},
 			"instance_id": schema.StringAttribute{
@@ -143,7 +143,7 @@ func (r *floatingIPResource) Schema(ctx context.Context, _ resource.SchemaReques
 				Computed:            true,
 				Default:             listdefault.StaticValue(types.ListValueMust(types.StringType, nil)),
 				Validators: []validator.List{
-					listvalidator.ValueStringsAre(isUUID()),
+					listvalidator.ValueStringsAre(isUUID(), declaredItems("FloatingIpUpdate", "standby_instance_ids")),
 					listvalidator.UniqueValues(),
 				},
 			},
@@ -152,7 +152,7 @@ func (r *floatingIPResource) Schema(ctx context.Context, _ resource.SchemaReques
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{description()},
+				Validators:          []validator.String{description(), declared("FloatingIpUpdate", "description")},
 			},
 			"status": schema.StringAttribute{
 				MarkdownDescription: "Observed state: `DOWN` (not associated, or not applied yet), `PENDING` (a change is " +

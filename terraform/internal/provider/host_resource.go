@@ -59,7 +59,7 @@ func (r *hostResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"name": schema.StringAttribute{
 				MarkdownDescription: "The host's name as instances name it (a DNS label or FQDN: ASCII letters, digits, `-`, `_`, `.`; at most 253).",
 				Required:            true,
-				Validators:          []validator.String{hostName()},
+				Validators:          []validator.String{hostName(), declared("HostCreate", "name")},
 				PlanModifiers:       []planmodifier.String{stringplanmodifier.RequiresReplace()},
 			},
 			"token": schema.StringAttribute{

@@ -69,19 +69,19 @@ func (r *instanceResource) Schema(ctx context.Context, _ resource.SchemaRequest,
 			"name": schema.StringAttribute{
 				MarkdownDescription: "A name, 1–255 printable characters. Can be changed in place.",
 				Required:            true,
-				Validators:          []validator.String{objectName()},
+				Validators:          []validator.String{objectName(), declared("InstanceCreate", "name")},
 			},
 			"host": schema.StringAttribute{
 				MarkdownDescription: "The name of the registered host (`fipd_host`) the instance runs on. " +
 					"Changing it migrates the instance and its floating IPs, in place.",
 				Required:   true,
-				Validators: []validator.String{hostName()},
+				Validators: []validator.String{hostName(), declared("InstanceCreate", "host")},
 			},
 			"project_id": schema.StringAttribute{
 				MarkdownDescription: "The owning project. Required with the admin token; implied by a project token.",
 				Optional:            true,
 				Computed:            true,
-				Validators:          []validator.String{projectID()},
+				Validators:          []validator.String{projectID(), declared("InstanceCreate", "project_id")},
 				PlanModifiers:       []planmodifier.String{keep, stringplanmodifier.RequiresReplaceIfConfigured()},
 			},
 			"created_at": schema.StringAttribute{

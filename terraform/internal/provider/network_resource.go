@@ -59,14 +59,14 @@ func (r *networkResource) Schema(_ context.Context, _ resource.SchemaRequest, re
 				MarkdownDescription: "Unique name, 1–255 printable characters. Agents map it to an interface " +
 					"(`fip-agent run --network NAME=IFACE`). Can be changed in place.",
 				Required:   true,
-				Validators: []validator.String{objectName()},
+				Validators: []validator.String{objectName(), declared("NetworkCreate", "name")},
 			},
 			"description": schema.StringAttribute{
 				MarkdownDescription: "Free text, at most 1024 characters. Default: empty.",
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{description()},
+				Validators:          []validator.String{description(), declared("NetworkCreate", "description")},
 			},
 			"created_at": schema.StringAttribute{
 				MarkdownDescription: "When the network was created (RFC 3339).",

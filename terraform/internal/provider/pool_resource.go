@@ -121,7 +121,7 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				MarkdownDescription: "The IPv6 prefix, /16 to /127, without host bits and written as fipd prints it " +
 					"(e.g. `2001:db8:100::/64`). Must not overlap another pool of the network.",
 				Required:      true,
-				Validators:    []validator.String{poolCIDR()},
+				Validators:    []validator.String{poolCIDR(), declared("PoolCreate", "cidr")},
 				PlanModifiers: replace,
 			},
 			"ranges": schema.SetNestedAttribute{
@@ -141,7 +141,7 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Optional:            true,
 				Computed:            true,
 				Default:             setdefault.StaticValue(types.SetValueMust(types.StringType, nil)),
-				Validators:          []validator.Set{setvalidator.ValueStringsAre(ipv6Address())},
+				Validators:          []validator.Set{setvalidator.ValueStringsAre(ipv6Address(), declaredItems("PoolCreate", "reserved"))},
 				PlanModifiers:       []planmodifier.Set{setplanmodifier.RequiresReplace()},
 			},
 			"description": schema.StringAttribute{
@@ -149,7 +149,7 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{description()},
+				Validators:          []validator.String{description(), declared("PoolCreate", "description")},
 				PlanModifiers:       replace,
 			},
 			"created_at": schema.StringAttribute{

@@ -53,7 +53,7 @@ func (r *projectTokenResource) Schema(_ context.Context, _ resource.SchemaReques
 			"project_id": schema.StringAttribute{
 				MarkdownDescription: "The project the token acts for (ASCII letters, digits, `-`, `_`, `.`; at most 64).",
 				Required:            true,
-				Validators:          []validator.String{projectID()},
+				Validators:          []validator.String{projectID(), declared("TokenCreate", "project_id")},
 				PlanModifiers:       replace,
 			},
 			"description": schema.StringAttribute{
@@ -61,7 +61,7 @@ func (r *projectTokenResource) Schema(_ context.Context, _ resource.SchemaReques
 				Optional:            true,
 				Computed:            true,
 				Default:             stringdefault.StaticString(""),
-				Validators:          []validator.String{description()},
+				Validators:          []validator.String{description(), declared("TokenCreate", "description")},
 				PlanModifiers:       replace,
 			},
 			"token": schema.StringAttribute{

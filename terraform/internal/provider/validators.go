@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+
+	"github.com/fipd/terraform-provider-fipd/internal/fipdapi"
 )
 
 const (
@@ -184,4 +186,29 @@ func checkDescription(s string) string {
 
 func description() validator.String {
 	return stringCheck{"description", checkDescription}
+}
+
+// declared applies whatever validation keywords openapi/fipd.json declares
+// for schema.property (fipdapi.SchemaConstraints, generated): the API's
+// constraints reach plan time as soon as the document declares them and
+// generate.sh has run, on top of the checks above.
+func declared(schema, property string) validator.String {
+	return stringCheck{"value (" + schema + "." + property + ")", func(s string) string {
+		c, ok := fipdapi.Lookup(schema, property)
+		if !ok {
+			return ""
+		}
+		return c.CheckString(s)
+	}}
+}
+
+// declaredItems is declared for the elements of an array property.
+func declaredItems(schema, property string) validator.String {
+	return stringCheck{"element (" + schema + "." + property + ")", func(s string) string {
+		c, ok := fipdapi.Lookup(schema, property)
+		if !ok || c.Items == nil {
+			return ""
+		}
+		return c.Items.CheckString(s)
+	}}
 }

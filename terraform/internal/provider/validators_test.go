@@ -3,6 +3,8 @@ package provider
 import (
 	"strings"
 	"testing"
+
+	"github.com/fipd/terraform-provider-fipd/internal/fipdapi"
 )
 
 func TestCheckPoolCIDR(t *testing.T) {
@@ -76,3 +78,31 @@ func TestCheckNamesAndIDs(t *testing.T) {
 		}
 	}
 }
+
+// A constraint that appears in the OpenAPI document is checked at plan time.
+func TestDeclaredConstraints(t *testing.T) {
+	const schema = "TestOnlySchema"
+	fipdapi.SchemaConstraints[schema] = map[string]fipdapi.Constraint{
+		"name": {MaxLength: ptr(int64(5)), Pattern: "^[a-z]+$"},
+		"ids":  {Items: &fipdapi.Constraint{MinLength: ptr(int64(3))}},
+	}
+	t.Cleanup(func() { delete(fipdapi.SchemaConstraints, schema) })
+	name := declared(schema, "name").(stringCheck)
+	if why := name.check("abc"); why != "" {
+		t.Errorf("abc: %s", why)
+	}
+	if why := name.check("abcdefg"); !strings.Contains(why, "at most 5 characters") {
+		t.Errorf("abcdefg: %q", why)
+	}
+	if why := name.check("ABC"); !strings.Contains(why, "must match the pattern ^[a-z]+$") {
+		t.Errorf("ABC: %q", why)
+	}
+	if why := declaredItems(schema, "ids").(stringCheck).check("ab"); !strings.Contains(why, "at least 3") {
+		t.Errorf("ab: %q", why)
+	}
+	if why := declared(schema, "other").(stringCheck).check("anything"); why != "" {
+		t.Errorf("undeclared: %q", why)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
