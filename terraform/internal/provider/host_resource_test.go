@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
@@ -130,6 +131,22 @@ func TestAccHostAndProjectToken(t *testing.T) {
 						}
 						return nil
 					},
+				),
+			},
+			{
+				// Only the timeouts change: an update that touches nothing in fipd.
+				Config: strings.Replace(hostTokenConfig(s, "compute-2", "other"), `name = "compute-2"`,
+					`name = "compute-2"
+  timeouts {
+    delete = "1m"
+  }`, 1),
+				ConfigPlanChecks: resource.ConfigPlanChecks{PreApply: []plancheck.PlanCheck{
+					plancheck.ExpectResourceAction("fipd_host.h", plancheck.ResourceActionUpdate),
+				}},
+				Check: resource.ComposeAggregateTestCheckFunc(
+					resource.TestCheckResourceAttr("fipd_host.h", "timeouts.delete", "1m"),
+					resource.TestCheckResourceAttrPtr("fipd_host.h", "id", &hostID),
+					resource.TestMatchResourceAttr("fipd_host.h", "token", regexp.MustCompile(`^fiph_`)),
 				),
 			},
 			{

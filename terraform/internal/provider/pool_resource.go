@@ -303,9 +303,14 @@ func (r *poolResource) Read(ctx context.Context, req resource.ReadRequest, resp 
 // Update is never called with a change: every argument requires replacement.
 // It only carries over a new timeouts block.
 func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan poolModel
+	var plan, state poolModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	state.Timeouts = plan.Timeouts
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
 // Delete retries while fipd answers pool_in_use only because released
