@@ -38,6 +38,7 @@ step "gofmt, go vet, go mod tidy"
 unformatted="$(gofmt -l . )"
 [[ -z "$unformatted" ]] || fail "gofmt wants to change: $unformatted"
 go vet ./...
+(cd tools && go vet ./...)
 go mod tidy -diff || fail "go.mod/go.sum are not tidy: run go mod tidy"
 (cd tools && go mod tidy -diff) || fail "tools/go.mod is not tidy: run (cd tools && go mod tidy)"
 
