@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::app::App;
+use crate::app::{App, Touched};
 use crate::http::error::error_chain;
 use crate::store::Backend;
 
@@ -35,13 +35,13 @@ pub async fn peer_listener(app: App) {
                     tracing::warn!(error = %e, "LISTEN failed");
                 } else {
                     // A notification may have been missed while connecting.
-                    app.changes.bump();
+                    app.changes.bump(&Touched::All);
                     loop {
                         match listener.recv().await {
-                            Ok(_) => app.changes.bump(),
+                            Ok(n) => app.changes.bump(&Touched::parse(n.payload())),
                             Err(e) => {
                                 tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting");
-                                app.changes.bump();
+                                app.changes.bump(&Touched::All);
                                 break;
                             }
                         }
@@ -51,5 +51,20 @@ pub async fn peer_listener(app: App) {
             Err(e) => tracing::warn!(error = %e, "cannot connect for LISTEN; retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// How often pool figures for `/metrics` are recomputed.
+const POOL_STATS_PERIOD: Duration = Duration::from_secs(15);
+
+/// Keeps the pool figures of `/metrics` current.
+pub async fn pool_stats_loop(app: App) {
+    let mut tick = tokio::time::interval(POOL_STATS_PERIOD);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.refresh_pool_stats().await {
+            tracing::warn!(error = %error_chain(&e), "refreshing pool figures failed");
+        }
     }
 }

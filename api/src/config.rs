@@ -21,6 +21,10 @@ pub struct FileConfig {
     pub dad_mode: Option<fip_types::DadMode>,
     pub na_count: Option<u32>,
     pub na_interval_ms: Option<u64>,
+    pub event_retention_count: Option<u64>,
+    pub event_retention_days: Option<u64>,
+    pub quota_floating_ips: Option<i64>,
+    pub quota_instances: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +33,12 @@ pub enum ConfigError {
     Read(PathBuf, #[source] std::io::Error),
     #[error("config file {0} is not valid")]
     Parse(PathBuf, #[source] toml::de::Error),
+    #[error("{key} = {value} is out of range: {why}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
 }
 
 impl FileConfig {
@@ -55,6 +65,11 @@ pub struct Settings {
     pub dad_mode: fip_types::DadMode,
     pub na_count: u32,
     pub na_interval_ms: u64,
+    pub event_retention_count: u64,
+    pub event_retention_days: u64,
+    /// Default per-project limits; negative is unlimited.
+    pub quota_floating_ips: i64,
+    pub quota_instances: i64,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -69,6 +84,14 @@ pub const DEFAULT_LEASE_TTL_MS: u64 = 10_000;
 /// Extra wait after a lease runs out before its addresses count as gone,
 /// for clock error between fipd and agents.
 pub const DEFAULT_FENCE_GRACE_MS: u64 = 2_000;
+
+/// Events kept per floating IP, and for how long.
+pub const DEFAULT_EVENT_RETENTION_COUNT: u64 = 1_000;
+pub const DEFAULT_EVENT_RETENTION_DAYS: u64 = 30;
+/// Per-project limits unless the admin sets others (Neutron's defaults for
+/// floating IPs and ports).
+pub const DEFAULT_QUOTA_FLOATING_IPS: i64 = 50;
+pub const DEFAULT_QUOTA_INSTANCES: i64 = 500;
 
 /// Flag/env values (already merged by clap): the same optional keys as the
 /// file, layered over it.
@@ -110,7 +133,108 @@ impl Settings {
             dad_mode: cli.dad_mode.or(file.dad_mode).unwrap_or_default(),
             na_count: cli.na_count.or(file.na_count).unwrap_or(3),
             na_interval_ms: cli.na_interval_ms.or(file.na_interval_ms).unwrap_or(1_000),
+            event_retention_count: cli
+                .event_retention_count
+                .or(file.event_retention_count)
+                .unwrap_or(DEFAULT_EVENT_RETENTION_COUNT),
+            event_retention_days: cli
+                .event_retention_days
+                .or(file.event_retention_days)
+                .unwrap_or(DEFAULT_EVENT_RETENTION_DAYS),
+            quota_floating_ips: cli
+                .quota_floating_ips
+                .or(file.quota_floating_ips)
+                .unwrap_or(DEFAULT_QUOTA_FLOATING_IPS),
+            quota_instances: cli
+                .quota_instances
+                .or(file.quota_instances)
+                .unwrap_or(DEFAULT_QUOTA_INSTANCES),
         }
+    }
+
+    /// Refuses settings that cannot work, with a sentence naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn range<T: PartialOrd + ToString>(
+            key: &'static str,
+            v: T,
+            lo: T,
+            hi: T,
+            why: &'static str,
+        ) -> Result<(), ConfigError> {
+            if v < lo || v > hi {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value: v.to_string(),
+                    why,
+                });
+            }
+            Ok(())
+        }
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        range(
+            "lease_ttl_ms",
+            self.lease_ttl_ms,
+            300,
+            600_000,
+            "agents renew at a third of it; use 300 ms to 10 min",
+        )?;
+        range(
+            "fence_grace_ms",
+            self.fence_grace_ms,
+            100,
+            600_000,
+            "it must cover the agents' self-fencing; use 100 ms to 10 min",
+        )?;
+        range(
+            "quarantine_ms",
+            self.quarantine_ms,
+            0,
+            30 * DAY_MS,
+            "use 0 to 30 days",
+        )?;
+        range(
+            "na_count",
+            self.na_count,
+            0,
+            10,
+            "use 0 to 10 (RFC 4861 sends 3)",
+        )?;
+        range(
+            "na_interval_ms",
+            self.na_interval_ms,
+            10,
+            60_000,
+            "use 10 ms to 60 s (RFC 4861: 1000)",
+        )?;
+        range(
+            "event_retention_count",
+            self.event_retention_count,
+            10,
+            1_000_000,
+            "events kept per floating IP; use 10 to 1,000,000",
+        )?;
+        range(
+            "event_retention_days",
+            self.event_retention_days,
+            1,
+            3650,
+            "use 1 to 3650",
+        )?;
+        range(
+            "quota_floating_ips",
+            self.quota_floating_ips,
+            -1,
+            i64::MAX,
+            "use -1 for unlimited, else 0 or more",
+        )?;
+        range(
+            "quota_instances",
+            self.quota_instances,
+            -1,
+            i64::MAX,
+            "use -1 for unlimited, else 0 or more",
+        )?;
+        Ok(())
     }
 }
 
@@ -142,6 +266,24 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert!(s.database_url.starts_with("sqlite://"));
         assert_eq!(s.admin_token, None);
+    }
+
+    #[test]
+    fn nonsensical_settings_are_refused_with_the_key_named() {
+        let ok = Settings::merge(Overrides::default(), FileConfig::default());
+        assert!(ok.validate().is_ok());
+        for (file, key) in [
+            ("lease_ttl_ms = 0", "lease_ttl_ms"),
+            ("fence_grace_ms = 0", "fence_grace_ms"),
+            ("na_count = 1000", "na_count"),
+            ("na_interval_ms = 0", "na_interval_ms"),
+            ("quota_floating_ips = -2", "quota_floating_ips"),
+            ("event_retention_count = 0", "event_retention_count"),
+        ] {
+            let s = Settings::merge(Overrides::default(), FileConfig::parse(file).unwrap());
+            let e = s.validate().expect_err(file);
+            assert!(e.to_string().starts_with(key), "{e}");
+        }
     }
 
     #[test]

@@ -64,6 +64,18 @@ struct ServeArgs {
     /// Interval between those NAs in ms [default: 1000].
     #[arg(long, env = "FIPD_NA_INTERVAL_MS")]
     na_interval_ms: Option<u64>,
+    /// Events kept per floating IP; older ones are deleted [default: 1000].
+    #[arg(long, env = "FIPD_EVENT_RETENTION_COUNT")]
+    event_retention_count: Option<u64>,
+    /// Events older than this many days are deleted [default: 30].
+    #[arg(long, env = "FIPD_EVENT_RETENTION_DAYS")]
+    event_retention_days: Option<u64>,
+    /// Floating IPs per project unless the admin sets a quota; -1 is unlimited [default: 50].
+    #[arg(long, env = "FIPD_QUOTA_FLOATING_IPS", allow_negative_numbers = true)]
+    quota_floating_ips: Option<i64>,
+    /// Instances per project unless the admin sets a quota; -1 is unlimited [default: 500].
+    #[arg(long, env = "FIPD_QUOTA_INSTANCES", allow_negative_numbers = true)]
+    quota_instances: Option<i64>,
 }
 
 fn parse_dad(s: &str) -> Result<fip_types::DadMode, String> {
@@ -92,8 +104,14 @@ impl ServeArgs {
             dad_mode: self.dad_mode,
             na_count: self.na_count,
             na_interval_ms: self.na_interval_ms,
+            event_retention_count: self.event_retention_count,
+            event_retention_days: self.event_retention_days,
+            quota_floating_ips: self.quota_floating_ips,
+            quota_instances: self.quota_instances,
         };
-        Ok(Settings::merge(cli, file))
+        let settings = Settings::merge(cli, file);
+        settings.validate()?;
+        Ok(settings)
     }
 }
 
@@ -106,22 +124,35 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Bad settings are the operator's to fix: one sentence and exit 2,
+    // before anything is opened or started.
+    let command = match cli.command {
+        Command::Openapi => Ok(Run::Openapi),
+        Command::Migrate(args) => args.settings().map(Run::Migrate),
+        Command::Serve(args) => args.settings().map(Run::Serve),
+    };
+    let command = match command {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("fipd: {}", error_chain(&e));
+            return ExitCode::from(2);
+        }
+    };
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result: Result<(), Box<dyn std::error::Error>> = runtime.block_on(async {
-        match cli.command {
-            Command::Openapi => {
+        match command {
+            Run::Openapi => {
                 let doc = fipd::http::openapi();
                 println!("{}", doc.to_pretty_json()?);
                 Ok(())
             }
-            Command::Migrate(args) => {
-                let settings = args.settings()?;
+            Run::Migrate(settings) => {
                 fipd::server::open_store(&settings).await?;
                 eprintln!("migrations applied to {}", redact(&settings.database_url));
                 Ok(())
             }
-            Command::Serve(args) => {
-                fipd::server::serve(args.settings()?).await?;
+            Run::Serve(settings) => {
+                fipd::server::serve(settings).await?;
                 Ok(())
             }
         }
@@ -133,6 +164,13 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A command with its validated settings.
+enum Run {
+    Openapi,
+    Migrate(Settings),
+    Serve(Settings),
 }
 
 /// Hides a password in a database URL before printing it.

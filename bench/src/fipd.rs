@@ -67,6 +67,11 @@ impl Fipd {
             ADMIN,
             "--quarantine-ms",
             "0",
+            // Benchmarks measure scale; quotas are operator policy.
+            "--quota-floating-ips",
+            "-1",
+            "--quota-instances",
+            "-1",
         ])
         .arg("--data-dir")
         .arg(data_dir)

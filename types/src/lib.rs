@@ -47,6 +47,16 @@ pub enum ReportedState {
     Error,
 }
 
+impl DadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "strict",
+            Self::Optimistic => "optimistic",
+            Self::Off => "off",
+        }
+    }
+}
+
 impl ReportedState {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,6 +92,20 @@ pub struct LeaseRequest {
     /// Warnings from the agent's preflight check of its interfaces.
     #[serde(default)]
     pub findings: Vec<String>,
+    /// The longest kernel lifetime (valid_lft), in ms, that any address
+    /// this agent manages has now or will be given before its next
+    /// successful renewal. Every copy it holds therefore expires in the
+    /// kernel by itself no later than this long after the lease runs out,
+    /// even if the agent hangs; fipd uses it to decide when a host that
+    /// stopped renewing can no longer hold anything (docs/protocol.md).
+    /// Absent: the agent does not say, and fipd never assumes its copies
+    /// expired.
+    #[serde(default)]
+    pub kernel_lifetime_max_ms: Option<u64>,
+    /// The DAD mode this agent enforces instead of fipd's, if it overrides
+    /// it locally.
+    #[serde(default)]
+    pub dad_override: Option<DadMode>,
 }
 
 /// The lease the host now holds.

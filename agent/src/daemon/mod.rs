@@ -181,6 +181,8 @@ async fn lease_request(nl: &Netlink, networks: &[(String, String)]) -> LeaseRequ
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         networks: served,
         findings,
+        kernel_lifetime_max_ms: None,
+        dad_override: None,
     }
 }
 

@@ -12,13 +12,25 @@ use fip_types::{
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::changes::Touched;
 use super::floating_ips::log;
-use super::{App, AppError, AppResult, Principal};
+use super::{App, AppError, AppResult, DadMode, Principal};
 use crate::domain::Ipv6Prefix;
 use crate::store::{bindings, floating_ips, hosts, now_ms, StoreError};
 
 /// Longest long poll we hold open.
 pub const MAX_WAIT_MS: u64 = 60_000;
+/// How late the kernel may remove an address after its valid lifetime ran
+/// out: lifetimes count in whole seconds and the expiry timer is rounded
+/// up to the next second.
+pub const KERNEL_EXPIRY_SLACK_MS: i64 = 2_000;
+
+fn superseded() -> AppError {
+    AppError::conflict(
+        "poll_superseded",
+        "a newer desired-state poll of this host started; this one ended",
+    )
+}
 /// Most reports in one batch.
 pub const MAX_REPORTS: usize = 10_000;
 
@@ -69,36 +81,57 @@ impl App {
         for (i, f) in req.findings.iter().enumerate() {
             check_len(&format!("findings[{i}]"), f, 1024)?;
         }
-        let now = now_ms();
         let ttl = self.config.lease_ttl_ms;
-        let expires_at = now + ttl;
         let networks = serde_json::to_string(&req.networks).expect("serialisable");
         let findings = serde_json::to_string(&req.findings).expect("serialisable");
-        let mut tx = self.store.begin().await?;
+        let mut tx = self.store.lease_begin().await?;
+        let before = hosts::get_for_update(&mut tx, &self.store, host_id)
+            .await?
+            .ok_or(AppError::NotFound("host"))?;
+        // The lease runs on the one clock (the database's), read after the
+        // host's lock: the agent sent its request before this instant, so
+        // the expiry it computes on its own clock is never later than ours.
+        let now = self.store.now(&mut tx).await?;
+        let expires_at = now + ttl;
+        let lifetime_ms = req
+            .kernel_lifetime_max_ms
+            .map(|l| i64::try_from(l).unwrap_or(i64::MAX / 4));
         let renewal = hosts::Renewal {
             host_id,
             now,
             expires_at,
+            // Every lifetime the agent sets is set while its lease is valid,
+            // so no copy outlives this lease's end by more than the longest
+            // lifetime, plus the kernel's expiry granularity.
+            backstop_at: lifetime_ms.map(|l| {
+                expires_at
+                    .saturating_add(l)
+                    .saturating_add(KERNEL_EXPIRY_SLACK_MS)
+            }),
+            dad_override: req.dad_override.map(DadMode::as_str),
             agent_version: &req.agent_version,
             networks: &networks,
             findings: &findings,
         };
-        let before = hosts::renew(&mut tx, &self.store, &renewal)
-            .await?
-            .ok_or(AppError::NotFound("host"))?;
+        hosts::renew(&mut tx, &renewal).await?;
         let recovered = before.lost_at.is_some();
         let mut back = Vec::new();
         if recovered {
-            // Removals pending on a fenced host were done by its agent's
-            // self-fencing or the kernel lifetimes: keep them confirmed.
-            bindings::confirm_fenced(&mut tx, host_name, now).await?;
+            // Only a fenced host's removals may be assumed: its agent has
+            // fenced itself and its kernel lifetimes ran out. A host that
+            // comes back before its fence still confirms its removals by
+            // reporting them, like any other.
+            if before.fenced_at.is_some() {
+                bindings::confirm_fenced(&mut tx, host_name, now).await?;
+            }
             back = bindings::present_on(&mut tx, host_name).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
         // Status is recomputed per floating IP in its own transaction, which
         // takes the floating IP's lock before any binding's.
+        let mut touched = Touched::default();
         for fip in &back {
-            let mut tx = self.store.begin().await?;
+            let mut tx = self.store.lease_begin().await?;
             log(
                 &mut tx,
                 fip,
@@ -109,11 +142,13 @@ impl App {
             )
             .await?;
             self.refresh_status(&mut tx, fip, now).await?;
+            touched.hosts(bindings::hosts_of(&mut tx, fip).await?);
             tx.commit().await.map_err(StoreError::from)?;
         }
         if recovered {
             tracing::info!(host = %host_name, "host recovered: its agent renewed the lease");
-            self.publish().await;
+            touched.host(host_name);
+            self.publish(touched).await;
         }
         Ok(LeaseResponse {
             host: host_name.to_owned(),
@@ -125,7 +160,8 @@ impl App {
     }
 
     /// The host's desired state once it is newer than `after`, or when
-    /// `wait` has passed, or at shutdown.
+    /// `wait` has passed, or at shutdown. A newer long poll of the same
+    /// host ends this one with `poll_superseded`.
     pub async fn agent_desired_state(
         &self,
         who: &Principal,
@@ -134,21 +170,35 @@ impl App {
     ) -> AppResult<DesiredState> {
         let (host_id, host_name) = agent_host(who)?;
         let deadline = tokio::time::Instant::now() + wait;
-        let mut changes = self.changes.subscribe();
+        let mut sub = self.changes.subscribe(host_name);
         let mut shutdown = self.changes.shutdown_signal();
         loop {
+            if sub.superseded.is_set() {
+                return Err(superseded());
+            }
             // Mark the current change as seen before reading, so a change
             // committed while we read wakes the wait below.
-            changes.borrow_and_update();
-            let state = self.desired_state_now(host_id, host_name).await?;
+            sub.changed.borrow_and_update();
+            let state = {
+                // Long polls read with a bounded share of the connections,
+                // so a burst of them never starves API requests.
+                let _permit = self
+                    .poll_permits
+                    .acquire()
+                    .await
+                    .map_err(|_| superseded())?;
+                self.desired_state_now(host_id, host_name).await?
+            };
             if state.revision > after || *shutdown.borrow() {
                 return Ok(state);
             }
             tokio::select! {
-                // Each arm only waits; none holds state a cancelled arm loses.
-                r = changes.changed() => if r.is_err() { return Ok(state) },
+                // Each arm only waits on a watch or a timer; none holds
+                // state that a cancelled arm loses.
+                r = sub.changed.changed() => if r.is_err() { return Ok(state) },
                 _ = tokio::time::sleep_until(deadline) => return Ok(state),
                 _ = shutdown.changed() => return Ok(state),
+                _ = sub.superseded.wait() => return Err(superseded()),
             }
         }
     }
@@ -243,25 +293,35 @@ impl App {
             }
         }
         let (mut accepted, mut ignored) = (0, 0);
+        let mut touched = Touched::default();
         for r in reports {
-            if self.apply_report(host, &r).await? {
+            if self.apply_report(host, &r, &mut touched).await? {
                 accepted += 1;
             } else {
                 ignored += 1;
             }
         }
         if accepted > 0 {
-            self.publish().await;
+            self.publish(touched).await;
         }
         Ok(ReportResult { accepted, ignored })
     }
 
-    async fn apply_report(&self, host: &str, r: &Report) -> AppResult<bool> {
+    async fn apply_report(&self, host: &str, r: &Report, touched: &mut Touched) -> AppResult<bool> {
         let now = now_ms();
         let fip = r.floating_ip_id.to_string();
         let mut tx = self.store.begin().await?;
         // Lock order: floating IP, then bindings (as every writer does).
-        if !floating_ips::lock_any(&mut tx, &self.store, &fip).await? {
+        let Some(current) = floating_ips::lock_any(&mut tx, &self.store, &fip).await? else {
+            return Ok(false);
+        };
+        // A report cannot describe a revision that does not exist yet: one
+        // that did would confirm removals before they were asked for.
+        if r.revision > current {
+            metrics::counter!("fipd_agent_reports_refused_total", "reason" => "future_revision")
+                .increment(1);
+            tracing::warn!(%host, floating_ip = %fip, reported = r.revision, current,
+                "refused a report for a revision newer than the floating IP's");
             return Ok(false);
         }
         let Some(mut b) = bindings::get_for_update(&mut tx, &self.store, &fip, host).await? else {
@@ -326,6 +386,7 @@ impl App {
             self.release_unheld(&mut tx, now, Some(&fip)).await?;
         }
         self.refresh_status(&mut tx, &fip, now).await?;
+        touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
         tx.commit().await.map_err(StoreError::from)?;
         Ok(true)
     }

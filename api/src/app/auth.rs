@@ -2,6 +2,8 @@
 
 use sha2::{Digest, Sha256};
 
+use super::hosts::AGENT_TOKEN_PREFIX;
+use super::tokens::PROJECT_TOKEN_PREFIX;
 use super::{App, AppError, AppResult};
 use crate::domain::ProjectId;
 
@@ -94,21 +96,27 @@ impl App {
         if hash == self.config.admin_token_hash {
             return Ok(Principal::Admin);
         }
-        if let Some(row) = self.store.token_by_hash(&hash).await? {
-            let project_id = ProjectId::parse(&row.project_id)
-                .map_err(|e| crate::store::StoreError::Corrupt(format!("token project: {e}")))?;
-            return Ok(Principal::Project {
-                project_id,
-                token_id: row.id,
-            });
+        // The prefix says which table could know the token, so a bad token
+        // costs at most one lookup, and one without a prefix of ours none.
+        if token.starts_with(PROJECT_TOKEN_PREFIX) {
+            if let Some(row) = self.store.token_by_hash(&hash).await? {
+                let project_id = ProjectId::parse(&row.project_id).map_err(|e| {
+                    crate::store::StoreError::Corrupt(format!("token project: {e}"))
+                })?;
+                return Ok(Principal::Project {
+                    project_id,
+                    token_id: row.id,
+                });
+            }
+        } else if token.starts_with(AGENT_TOKEN_PREFIX) {
+            if let Some(host) = self.store.host_by_token_hash(&hash).await? {
+                return Ok(Principal::Agent {
+                    host_id: host.id,
+                    host_name: host.name,
+                });
+            }
         }
-        match self.store.host_by_token_hash(&hash).await? {
-            Some(host) => Ok(Principal::Agent {
-                host_id: host.id,
-                host_name: host.name,
-            }),
-            None => Err(AppError::Unauthenticated),
-        }
+        Err(AppError::Unauthenticated)
     }
 }
 

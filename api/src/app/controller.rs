@@ -9,8 +9,9 @@
 
 use serde_json::json;
 
-use super::floating_ips::log;
-use super::{App, AppResult};
+use super::changes::Touched;
+use super::floating_ips::{log, standby_list};
+use super::{App, AppResult, DadMode};
 use crate::domain::FloatingIpStatus;
 use crate::store::{bindings, floating_ips, hosts, instances, now_ms, Conn, StoreError};
 
@@ -117,17 +118,20 @@ impl App {
         Ok(released.len())
     }
 
-    /// One pass over leases, run periodically by one replica at a time:
-    /// hosts whose lease ran out become lost (their floating IPs fail over
-    /// to a standby or turn ERROR); once the grace has passed too they are
-    /// fenced (their pending removals count as done). Returns whether
-    /// anything changed.
+    /// One pass over leases, run periodically: hosts whose lease ran out
+    /// become lost (their floating IPs turn ERROR, then fail over to a
+    /// standby where they have one); once their addresses count as gone
+    /// (see [`hosts::mark_fenced`]) they are fenced and their pending
+    /// removals count as done. Every instant comes from the one clock of
+    /// [`crate::store::Store::now`]. Returns whether anything changed.
     pub async fn controller_tick(&self) -> AppResult<bool> {
-        let now = now_ms();
-        let mut tx = self.store.begin().await?;
+        let mut touched = Touched::default();
+        let mut tx = self.store.lease_begin().await?;
+        // One replica at a time marks hosts lost and fenced.
         if !self.store.try_controller_lock(&mut tx).await? {
             return Ok(false);
         }
+        let now = self.store.now(&mut tx).await?;
         let lost = hosts::mark_lost(&mut tx, now).await?;
         for host in &lost {
             tracing::warn!(%host, "host lost: its agent's lease expired");
@@ -142,12 +146,16 @@ impl App {
                     json!({ "reason": "lease expired" }),
                 )
                 .await?;
-                if !self.failover(&mut tx, &fip, host, now).await? {
-                    self.refresh_status(&mut tx, &fip, now).await?;
-                }
+                self.refresh_status(&mut tx, &fip, now).await?;
+                touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
             }
         }
-        let fenced = hosts::mark_fenced(&mut tx, now, self.config.fence_grace_ms).await?;
+        // DAD on the next holder catches a copy left behind unless DAD is
+        // off, in fipd's settings or on some agent (docs/protocol.md).
+        let dad_protects =
+            self.config.dad != DadMode::Off && !hosts::any_dad_off_override(&mut tx).await?;
+        let fenced =
+            hosts::mark_fenced(&mut tx, now, self.config.fence_grace_ms, dad_protects).await?;
         for host in &fenced {
             tracing::warn!(%host, "host fenced: its addresses now count as gone");
             for fip in bindings::confirm_fenced(&mut tx, host, now).await? {
@@ -158,73 +166,119 @@ impl App {
                     "removal_assumed",
                     Some(host),
                     rev,
-                    json!({ "reason": "lease expired and fence grace passed", "fence_grace_ms": self.config.fence_grace_ms }),
+                    json!({
+                        "reason": if dad_protects {
+                            "lease expired and fence grace passed"
+                        } else {
+                            "lease expired, fence grace passed and the agent's kernel lifetimes ran out"
+                        },
+                        "fence_grace_ms": self.config.fence_grace_ms,
+                    }),
                 )
                 .await?;
+                touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
             }
         }
         let released = self.release_unheld(&mut tx, now, None).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        let changed = !lost.is_empty() || !fenced.is_empty() || released > 0;
-        if changed {
-            self.publish().await;
+
+        // Failover is level-triggered: every pass retries the floating IPs
+        // still placed on a lost host that name standbys, each in its own
+        // transaction, so a standby that comes alive later is still used.
+        let mut failed_over = 0;
+        for fip in bindings::failover_candidates(self.store.lease_pool()).await? {
+            match self.failover(&fip, &mut touched).await {
+                Ok(true) => failed_over += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(floating_ip = %fip, error = %crate::http::error::error_chain(&e), "failover failed; retrying next pass")
+                }
+            }
         }
+        let changed = !lost.is_empty() || !fenced.is_empty() || released > 0 || failed_over > 0;
+        self.publish(touched).await;
         Ok(changed)
     }
 
     /// Moves a floating IP whose host was lost to its first standby
     /// instance on a live host, by the same ordered protocol as any move.
-    async fn failover(
-        &self,
-        conn: &mut Conn,
-        fip_id: &str,
-        lost_host: &str,
-        now: i64,
-    ) -> AppResult<bool> {
-        let Some(mut f) = floating_ips::get_for_update(conn, &self.store, fip_id).await? else {
+    /// Takes the instance's lock before the floating IP's (the one lock
+    /// order), so a concurrent migration of the standby cannot leave the
+    /// binding on the host it just left.
+    async fn failover(&self, fip_id: &str, touched: &mut Touched) -> AppResult<bool> {
+        let mut tx = self.store.lease_begin().await?;
+        let Some(seen) = floating_ips::get(&mut tx, fip_id).await? else {
             return Ok(false);
         };
-        if f.host.as_deref() != Some(lost_host) {
+        let Some(lost_host) = seen.host.clone() else {
+            return Ok(false);
+        };
+        let now = self.store.now(&mut tx).await?;
+        if hosts::is_alive(&mut tx, &lost_host, now).await? {
             return Ok(false);
         }
-        let standbys: Vec<String> =
-            serde_json::from_str(&f.standby_instance_ids).unwrap_or_default();
-        for sid in standbys {
-            if f.instance_id.as_deref() == Some(sid.as_str()) {
+        let mut target = None;
+        for sid in standby_list(&seen) {
+            if seen.instance_id.as_deref() == Some(sid.as_str()) {
                 continue;
             }
-            let Some(inst) = instances::get(conn, &sid).await? else {
+            let Some(inst) = instances::get(&mut tx, &sid).await? else {
                 continue;
             };
-            if inst.project_id != f.project_id || !hosts::is_alive(conn, &inst.host, now).await? {
-                continue;
+            if inst.project_id == seen.project_id
+                && inst.host != lost_host
+                && hosts::is_alive(&mut tx, &inst.host, now).await?
+            {
+                target = Some(inst.id);
+                break;
             }
-            let from_instance = f.instance_id.replace(inst.id.clone());
-            f.host = Some(inst.host.clone());
-            f.revision += 1;
-            f.updated_at = now;
-            f.status = FloatingIpStatus::Pending.as_str().to_owned();
-            f.status_detail = None;
-            floating_ips::update(conn, &f).await?;
-            log(
-                conn,
-                fip_id,
-                "failover",
-                Some(&inst.host),
-                f.revision,
-                json!({
-                    "reason": format!("host {lost_host} lost its lease"),
-                    "from_host": lost_host, "from_instance_id": from_instance,
-                    "to_instance_id": inst.id,
-                }),
-            )
-            .await?;
-            self.place(conn, fip_id, Some(&inst.host), f.revision, now)
-                .await?;
-            tracing::warn!(fip = %fip_id, from = %lost_host, to = %inst.host, "failover");
-            return Ok(true);
         }
-        Ok(false)
+        let Some(target) = target else {
+            return Ok(false);
+        };
+        let Some(inst) = instances::get_for_update(&mut tx, &self.store, &target).await? else {
+            return Ok(false);
+        };
+        let Some(mut f) = floating_ips::get_for_update(&mut tx, &self.store, fip_id).await? else {
+            return Ok(false);
+        };
+        // Re-check under the locks: anything that changed since the
+        // unlocked read is left to the next pass.
+        if f.host.as_deref() != Some(lost_host.as_str())
+            || f.instance_id != seen.instance_id
+            || f.standby_instance_ids != seen.standby_instance_ids
+            || inst.project_id != f.project_id
+            || inst.host == lost_host
+            || !hosts::is_alive(&mut tx, &inst.host, now).await?
+        {
+            return Ok(false);
+        }
+        let from_instance = f.instance_id.replace(inst.id.clone());
+        f.host = Some(inst.host.clone());
+        f.revision += 1;
+        f.updated_at = now_ms();
+        f.status = FloatingIpStatus::Pending.as_str().to_owned();
+        f.status_detail = None;
+        floating_ips::update(&mut tx, &f).await?;
+        log(
+            &mut tx,
+            fip_id,
+            "failover",
+            Some(&inst.host),
+            f.revision,
+            json!({
+                "reason": format!("host {lost_host} lost its lease"),
+                "from_host": lost_host, "from_instance_id": from_instance,
+                "to_instance_id": inst.id,
+            }),
+        )
+        .await?;
+        self.place(&mut tx, fip_id, Some(&inst.host), f.revision, f.updated_at)
+            .await?;
+        touched.hosts(bindings::hosts_of(&mut tx, fip_id).await?);
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::warn!(fip = %fip_id, from = %lost_host, to = %inst.host, "failover");
+        Ok(true)
     }
 }
 

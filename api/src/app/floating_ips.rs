@@ -9,7 +9,9 @@ use std::net::Ipv6Addr;
 use serde_json::json;
 
 use super::allocator::Tx;
+use super::changes::Touched;
 use super::pools::Pool;
+use super::quotas::Resource;
 use super::{new_id, paginate, App, AppError, AppResult, PageRequest, Principal};
 use crate::domain::{addr_key, Description, FloatingIpStatus, ProjectId};
 use crate::store::bindings;
@@ -36,18 +38,25 @@ pub struct FipPatch {
 }
 
 /// A precondition from `If-Match`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IfMatch {
     Any,
-    Revision(i64),
+    /// Matches when one of these is the current revision; empty (only weak
+    /// tags were sent) never matches.
+    Revisions(Vec<i64>),
 }
 
-fn check_if_match(if_match: Option<IfMatch>, current: i64) -> AppResult<()> {
+fn check_if_match(if_match: Option<&IfMatch>, current: i64) -> AppResult<()> {
     match if_match {
-        Some(IfMatch::Revision(r)) if r != current => Err(AppError::RevisionMismatch { current }),
+        Some(IfMatch::Revisions(rs)) if !rs.contains(&current) => {
+            Err(AppError::RevisionMismatch { current })
+        }
         _ => Ok(()),
     }
 }
+
+/// Most standby instances a floating IP may name.
+pub const MAX_STANDBYS: usize = 16;
 
 /// The standby instance IDs of a row, parsed.
 pub fn standby_list(row: &FloatingIpRow) -> Vec<String> {
@@ -125,6 +134,8 @@ impl App {
             Some(addr) => self.claim_address(&pools[0], &template, addr).await?,
             None => self.allocate_anywhere(&pools, &template).await?,
         };
+        self.enforce_quota(&mut tx, project.as_str(), Resource::FloatingIps)
+            .await?;
         log(
             &mut tx,
             &template.id,
@@ -134,9 +145,18 @@ impl App {
             json!({ "address": Ipv6Addr::from(addr).to_string() }),
         )
         .await?;
-        if let Some(inst) = &instance {
+        let mut touched = Touched::default();
+        if let Some(seen) = &instance {
+            // The instance's host is read again under its lock: a migration
+            // committed since the check above must not leave the new
+            // floating IP on the host the instance just left.
+            let inst = instances::get_for_update(&mut tx, &self.store, &seen.id)
+                .await?
+                .filter(|i| i.project_id == project.as_str())
+                .ok_or_else(no_such_instance)?;
             self.place(&mut tx, &template.id, Some(&inst.host), 1, now)
                 .await?;
+            touched.host(inst.host.clone());
             log(
                 &mut tx,
                 &template.id,
@@ -149,9 +169,7 @@ impl App {
         }
         tx.commit().await.map_err(StoreError::from)?;
         metrics::counter!("fipd_allocations_total").increment(1);
-        if instance.is_some() {
-            self.publish().await;
-        }
+        self.publish(touched).await;
         self.store
             .fip_get(&template.id)
             .await?
@@ -334,7 +352,7 @@ impl App {
             .await?
             .filter(|r| who.sees(&r.project_id))
             .ok_or(AppError::NotFound("floating IP"))?;
-        check_if_match(if_match, row.revision)?;
+        check_if_match(if_match.as_ref(), row.revision)?;
         if let Some(inst) = &target {
             if inst.project_id != row.project_id {
                 return Err(no_such_instance());
@@ -348,8 +366,23 @@ impl App {
             }
         }
         if let Some(standbys) = &patch.standby_instance_ids {
+            if standbys.len() > MAX_STANDBYS {
+                return Err(AppError::invalid(
+                    "standby_instance_ids",
+                    format!("at most {MAX_STANDBYS} instances"),
+                ));
+            }
             for (i, sid) in standbys.iter().enumerate() {
-                let ok = instances::get_for_update(&mut tx, &self.store, sid)
+                if standbys[..i].contains(sid) {
+                    return Err(AppError::invalid(
+                        format!("standby_instance_ids[{i}]"),
+                        "names an instance twice",
+                    ));
+                }
+                // Read, not locked: the floating IP's lock is held already
+                // and instances come first in the lock order; failover
+                // checks the standby again under its lock.
+                let ok = instances::get(&mut tx, sid)
                     .await?
                     .is_some_and(|inst| inst.project_id == row.project_id);
                 if !ok {
@@ -402,7 +435,6 @@ impl App {
         row.revision += 1;
         row.updated_at = now;
         floating_ips::update(&mut tx, &row).await?;
-        let moved = placement.is_some();
         match placement {
             Some((kind, host, detail)) => {
                 log(&mut tx, id, kind, host.as_deref(), row.revision, detail).await?;
@@ -417,10 +449,11 @@ impl App {
                 log(&mut tx, id, "updated", None, row.revision, detail).await?;
             }
         }
+        // Any change reaches the holder: its desired state echoes the
+        // floating IP's revision.
+        let touched = Touched::Hosts(bindings::hosts_of(&mut tx, id).await?.into_iter().collect());
         tx.commit().await.map_err(StoreError::from)?;
-        if moved {
-            self.publish().await;
-        }
+        self.publish(touched).await;
         Ok(row)
     }
 
@@ -437,7 +470,7 @@ impl App {
             .await?
             .filter(|r| who.sees(&r.project_id))
             .ok_or(AppError::NotFound("floating IP"))?;
-        check_if_match(if_match, row.revision)?;
+        check_if_match(if_match.as_ref(), row.revision)?;
         let now = now_ms();
         let revision = row.revision + 1;
         log(
@@ -450,6 +483,7 @@ impl App {
         )
         .await?;
         self.place(&mut tx, id, None, revision, now).await?;
+        let touched = Touched::Hosts(bindings::hosts_of(&mut tx, id).await?.into_iter().collect());
         let holders = bindings::holders(&mut tx, id).await?;
         let released = holders.is_empty().then_some(now);
         floating_ips::mark_deleted(&mut tx, id, revision, now, released).await?;
@@ -465,7 +499,7 @@ impl App {
             .await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
-        self.publish().await;
+        self.publish(touched).await;
         Ok(())
     }
 

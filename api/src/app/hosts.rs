@@ -6,7 +6,7 @@ use crate::domain::HostName;
 use crate::store::{now_ms, HostRow, StoreError};
 
 /// Prefix of agent tokens.
-const AGENT_TOKEN_PREFIX: &str = "fiph_";
+pub(crate) const AGENT_TOKEN_PREFIX: &str = "fiph_";
 
 /// Where a host's lease stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +61,8 @@ impl App {
             desired_digest: String::new(),
             created_at: now,
             updated_at: now,
+            backstop_at: None,
+            dad_override: None,
         };
         match self.store.host_insert(&row).await {
             Ok(()) => Ok((row, secret)),
@@ -138,6 +140,8 @@ mod tests {
             desired_digest: String::new(),
             created_at: 0,
             updated_at: 0,
+            backstop_at: None,
+            dad_override: None,
         }
     }
 

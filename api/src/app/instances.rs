@@ -3,10 +3,12 @@
 
 use serde_json::json;
 
+use super::changes::Touched;
 use super::floating_ips::log;
+use super::quotas::Resource;
 use super::{new_id, paginate, App, AppError, AppResult, PageRequest, Principal};
 use crate::domain::{FloatingIpStatus, HostName, Name, ProjectId};
-use crate::store::floating_ips;
+use crate::store::{bindings, floating_ips};
 use crate::store::{instances, now_ms, InstanceRow, StoreError};
 
 pub struct NewInstance {
@@ -38,14 +40,21 @@ impl App {
             created_at: now,
             updated_at: now,
         };
-        match self.store.instance_insert(&row).await {
-            Ok(()) => Ok(row),
-            Err(StoreError::Unique) => Err(AppError::conflict(
-                "instance_exists",
-                format!("an instance with id {} already exists", row.id),
-            )),
-            Err(e) => Err(e.into()),
+        let mut tx = self.store.begin().await?;
+        match instances::insert(&mut tx, &row).await {
+            Ok(()) => {}
+            Err(StoreError::Unique) => {
+                return Err(AppError::conflict(
+                    "instance_exists",
+                    format!("an instance with id {} already exists", row.id),
+                ))
+            }
+            Err(e) => return Err(e.into()),
         }
+        self.enforce_quota(&mut tx, &row.project_id, Resource::Instances)
+            .await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(row)
     }
 
     pub async fn instance_get(&self, who: &Principal, id: &str) -> AppResult<InstanceRow> {
@@ -99,12 +108,23 @@ impl App {
             row.name = name.to_string();
         }
         let now = now_ms();
+        let mut touched = Touched::default();
         if let Some(host) = patch.host.as_ref().filter(|h| h.as_str() != row.host) {
             // A migration: every floating IP of the instance follows it.
+            // They are locked after the instance (the one lock order) and
+            // read again under their locks, so a concurrent failover,
+            // disassociation or PATCH is never overwritten with a stale copy.
             let previous = std::mem::replace(&mut row.host, host.to_string());
             changed = true;
-            for mut fip in self.store.fips_of_instance(&mut tx, id).await? {
-                floating_ips::get_for_update(&mut tx, &self.store, &fip.id).await?;
+            for fip_id in floating_ips::lock_of_instance(&mut tx, &self.store, id).await? {
+                let Some(mut fip) =
+                    floating_ips::get_for_update(&mut tx, &self.store, &fip_id).await?
+                else {
+                    continue;
+                };
+                if fip.instance_id.as_deref() != Some(id) {
+                    continue;
+                }
                 fip.revision += 1;
                 fip.updated_at = now;
                 fip.status = FloatingIpStatus::Pending.as_str().to_owned();
@@ -121,13 +141,14 @@ impl App {
                 .await?;
                 self.place(&mut tx, &fip.id, Some(host.as_str()), fip.revision, now)
                     .await?;
+                touched.hosts(bindings::hosts_of(&mut tx, &fip.id).await?);
             }
         }
         if changed {
             row.updated_at = now;
             instances::update(&mut tx, &row).await?;
             tx.commit().await.map_err(StoreError::from)?;
-            self.publish().await;
+            self.publish(touched).await;
         }
         Ok(row)
     }

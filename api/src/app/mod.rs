@@ -13,12 +13,13 @@ pub mod hosts;
 pub mod instances;
 pub mod networks;
 pub mod pools;
+pub mod quotas;
 pub mod tokens;
 
 use std::sync::Arc;
 
 pub use auth::{hash_token, Principal};
-pub use changes::Changes;
+pub use changes::{Changes, Touched};
 pub use error::AppError;
 pub use fip_types::DadMode;
 
@@ -40,6 +41,12 @@ pub struct AppConfig {
     pub dad: DadMode,
     pub na_count: u32,
     pub na_interval_ms: u64,
+    /// Events kept per floating IP (the oldest go first).
+    pub event_retention_count: i64,
+    /// Events older than this are deleted.
+    pub event_retention_ms: i64,
+    /// Quota defaults for projects without their own (`None`: unlimited).
+    pub default_quota: quotas::Limits,
 }
 
 impl AppConfig {
@@ -53,6 +60,9 @@ impl AppConfig {
             dad: DadMode::Strict,
             na_count: 3,
             na_interval_ms: 1_000,
+            event_retention_count: 1_000,
+            event_retention_ms: 30 * 24 * 3600 * 1000,
+            default_quota: quotas::Limits::default(),
         }
     }
 }
@@ -62,24 +72,39 @@ impl AppConfig {
 pub struct App {
     pub store: Store,
     pub config: Arc<AppConfig>,
-    /// Wakes long-polling agents when anything they might care about changed.
+    /// Wakes long-polling agents of the hosts a change concerns.
     pub changes: Changes,
+    /// Long polls read the database with at most this many connections at
+    /// once, so a burst of them leaves room for API requests.
+    poll_permits: Arc<tokio::sync::Semaphore>,
+    /// Pool usage for `/metrics`, refreshed in the background so a scrape
+    /// costs no database work (see [`App::refresh_pool_stats`]).
+    pub pool_stats: Arc<std::sync::RwLock<Vec<pools::PoolStat>>>,
 }
 
 impl App {
     pub fn new(store: Store, config: AppConfig) -> Self {
+        let permits = match store.backend() {
+            crate::store::Backend::Postgres => (crate::store::PG_POOL_SIZE / 2) as usize,
+            crate::store::Backend::Sqlite => 1,
+        };
         Self {
             store,
             config: Arc::new(config),
             changes: Changes::default(),
+            poll_permits: Arc::new(tokio::sync::Semaphore::new(permits)),
+            pool_stats: Arc::default(),
         }
     }
 
-    /// Announces a committed change to waiting agents here and, through
-    /// PostgreSQL NOTIFY, on every other replica.
-    pub async fn publish(&self) {
-        self.changes.bump();
-        if let Err(e) = self.store.notify_peers().await {
+    /// Announces a committed change to the long polls of the hosts it
+    /// touched, here and, through PostgreSQL NOTIFY, on every other replica.
+    pub async fn publish(&self, touched: Touched) {
+        if touched.is_empty() {
+            return;
+        }
+        self.changes.bump(&touched);
+        if let Err(e) = self.store.notify_peers(&touched.payload()).await {
             tracing::warn!(error = %e, "could not notify other replicas");
         }
     }

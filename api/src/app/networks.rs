@@ -70,8 +70,28 @@ impl App {
         who.require_admin()?;
         let mut row = self.network_get(id).await?;
         let mut changed = false;
-        if let Some(name) = &patch.name {
-            changed |= row.name != name.as_str();
+        if let Some(name) = patch.name.as_ref().filter(|n| n.as_str() != row.name) {
+            // Agents find a network by its name: renamed under them, it
+            // would look unserved and they would drop its addresses.
+            if let Some(host) = self.store.network_served_by(&row.name).await? {
+                return Err(AppError::conflict(
+                    "network_in_use",
+                    format!(
+                        "host {host} serves network {:?}; agents find networks by name, so rename it in their configuration first",
+                        row.name
+                    ),
+                ));
+            }
+            if self.store.network_has_bindings(id).await? {
+                return Err(AppError::conflict(
+                    "network_in_use",
+                    format!(
+                        "floating IPs of network {:?} are placed on hosts; disassociate them first",
+                        row.name
+                    ),
+                ));
+            }
+            changed = true;
             row.name = name.to_string();
         }
         if let Some(d) = &patch.description {

@@ -140,3 +140,39 @@ impl App {
         }
     }
 }
+
+/// One pool's figures for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct PoolStat {
+    pub pool_id: String,
+    pub allocated: i64,
+    pub capacity: u128,
+}
+
+impl App {
+    /// Recomputes every pool's usage in two queries; pools deleted since
+    /// the last refresh drop out of the figures.
+    pub async fn refresh_pool_stats(&self) -> AppResult<()> {
+        let allocated: std::collections::HashMap<String, i64> =
+            self.store.allocated_per_pool().await?.into_iter().collect();
+        let mut stats = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let rows = self.store.pool_list(after.as_deref(), None, 1000).await?;
+            let Some(last) = rows.last().map(|r| r.id.clone()) else {
+                break;
+            };
+            for row in rows {
+                let pool = Pool::from_row(row)?;
+                stats.push(PoolStat {
+                    allocated: allocated.get(&pool.row.id).copied().unwrap_or(0),
+                    capacity: pool.space.capacity(),
+                    pool_id: pool.row.id,
+                });
+            }
+            after = Some(last);
+        }
+        *self.pool_stats.write().unwrap_or_else(|p| p.into_inner()) = stats;
+        Ok(())
+    }
+}

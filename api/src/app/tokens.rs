@@ -8,7 +8,7 @@ use crate::store::{now_ms, TokenRow};
 
 /// Prefix of project tokens, so a leaked one is recognisable in logs and by
 /// secret scanners.
-const PROJECT_TOKEN_PREFIX: &str = "fipp_";
+pub(crate) const PROJECT_TOKEN_PREFIX: &str = "fipp_";
 
 /// A 256-bit random secret in hex, with a prefix.
 pub fn generate_secret(prefix: &str) -> String {

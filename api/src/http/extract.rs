@@ -129,7 +129,10 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
-/// `If-Match: "<revision>"` (also `W/"<revision>"`, a bare number, or `*`).
+/// `If-Match: "<revision>"`, a list of such tags, or `*` (RFC 9110
+/// §13.1.1). Comparison is strong: a weak tag (`W/"3"`) never matches, so
+/// a request carrying only weak tags fails with 412. A bare number is
+/// accepted as if quoted.
 pub struct IfMatchHeader(pub Option<IfMatch>);
 
 impl<S: Send + Sync> FromRequestParts<S> for IfMatchHeader {
@@ -154,15 +157,27 @@ fn parse_if_match(s: &str) -> Option<IfMatch> {
     if s == "*" {
         return Some(IfMatch::Any);
     }
-    let s = s.strip_prefix("W/").unwrap_or(s);
-    let s = s
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or(s);
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let mut strong = Vec::new();
+    for tag in s.split(',').map(str::trim) {
+        let (weak, t) = match tag.strip_prefix("W/") {
+            Some(t) => (true, t),
+            None => (false, tag),
+        };
+        let quoted = t.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+        let digits = match quoted {
+            Some(d) => d,
+            None if !weak => t,
+            None => return None,
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let rev: i64 = digits.parse().ok()?;
+        if !weak {
+            strong.push(rev);
+        }
     }
-    s.parse().ok().map(IfMatch::Revision)
+    Some(IfMatch::Revisions(strong))
 }
 
 #[cfg(test)]
@@ -170,11 +185,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn if_match_accepts_quoted_weak_bare_and_star() {
-        assert_eq!(parse_if_match("\"3\""), Some(IfMatch::Revision(3)));
-        assert_eq!(parse_if_match("W/\"3\""), Some(IfMatch::Revision(3)));
-        assert_eq!(parse_if_match("3"), Some(IfMatch::Revision(3)));
+    fn if_match_accepts_quoted_lists_bare_and_star() {
+        assert_eq!(parse_if_match("\"3\""), Some(IfMatch::Revisions(vec![3])));
+        assert_eq!(parse_if_match("3"), Some(IfMatch::Revisions(vec![3])));
+        assert_eq!(
+            parse_if_match("\"3\", \"4\""),
+            Some(IfMatch::Revisions(vec![3, 4]))
+        );
         assert_eq!(parse_if_match("*"), Some(IfMatch::Any));
+    }
+
+    #[test]
+    fn weak_tags_never_match() {
+        // RFC 9110: If-Match uses the strong comparison.
+        assert_eq!(parse_if_match("W/\"3\""), Some(IfMatch::Revisions(vec![])));
+        assert_eq!(
+            parse_if_match("W/\"3\", \"4\""),
+            Some(IfMatch::Revisions(vec![4]))
+        );
     }
 
     #[test]
@@ -185,6 +213,7 @@ mod tests {
             "\"abc\"",
             "-1",
             "\"3",
+            "W/3",
             "99999999999999999999999",
         ] {
             assert_eq!(parse_if_match(s), None, "{s}");

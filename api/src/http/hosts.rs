@@ -2,10 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, Json, Path, Query};
+use super::middleware::ReplayAs;
 use super::model::{Host, HostCreate, HostCreated, Page, PageParams};
 use super::page;
 use crate::app::App;
@@ -17,6 +19,7 @@ use crate::store::now_ms;
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = HostCreated),
+        (status = 200, body = Host, description = "A replay (same Idempotency-Key and body): the host without its token, which is shown only once and never stored"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "Not the admin token"),
@@ -27,10 +30,16 @@ pub async fn host_create(
     State(app): State<App>,
     Auth(who): Auth,
     Json(body): Json<HostCreate>,
-) -> ApiResult<(StatusCode, axum::Json<HostCreated>)> {
+) -> ApiResult<Response> {
     let (row, token) = app.host_create(&who, body.name).await?;
     let host = Host::new(row, now_ms());
-    Ok((StatusCode::CREATED, axum::Json(HostCreated { host, token })))
+    let replay = ReplayAs {
+        status: StatusCode::OK,
+        body: serde_json::to_string(&host).expect("serialisable"),
+    };
+    let mut resp = (StatusCode::CREATED, axum::Json(HostCreated { host, token })).into_response();
+    resp.extensions_mut().insert(replay);
+    Ok(resp)
 }
 
 /// List hosts with their lease state (admin).

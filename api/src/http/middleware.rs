@@ -1,7 +1,7 @@
 //! Cross-cutting request handling: request IDs, metrics and logs, and
 //! `Idempotency-Key` replay for POSTs.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
@@ -20,6 +20,68 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// How long an idempotency key is remembered.
 pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+/// How long a request may run. Long polls bound themselves (their wait
+/// plus this).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A claim on an idempotency key whose request has not finished after
+/// this long belongs to no request any more (its replica died): the key is
+/// free again. Every request ends within [`REQUEST_TIMEOUT`].
+const ABANDONED_CLAIM_MS: i64 = 2 * REQUEST_TIMEOUT.as_millis() as i64;
+
+/// Tells the idempotency layer what to replay instead of the response
+/// itself: a response carrying a secret is recorded without it, because
+/// no secret is ever stored (docs/api.md, "Idempotency").
+#[derive(Clone)]
+pub struct ReplayAs {
+    pub status: StatusCode,
+    pub body: String,
+}
+
+/// Runs the rest of the stack in a task of its own, so a client that
+/// disconnects or gives up no longer cancels its request half way through
+/// a transaction: the request finishes and its answer is dropped.
+pub async fn detach(req: Request, next: Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "request task failed");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Bounds how long a request runs; one that takes longer answers 503 with
+/// `Retry-After`.
+pub async fn deadline(req: Request, next: Next) -> Response {
+    let limit = if req.uri().path() == "/v1/agent/desired-state" {
+        Duration::from_millis(crate::app::agent::MAX_WAIT_MS) + REQUEST_TIMEOUT
+    } else {
+        REQUEST_TIMEOUT
+    };
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => {
+            tracing::warn!(limit_s = limit.as_secs(), "request timed out");
+            let mut resp = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the request did not finish within {} s; retry it",
+                    limit.as_secs()
+                ),
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
+        }
+    }
+}
 
 /// Assigns the request ID (the client's `x-request-id` when it is sane),
 /// makes it visible to problem documents and logs, records metrics.
@@ -70,13 +132,22 @@ pub async fn request_context(req: Request, next: Next) -> Response {
 /// `Idempotency-Key` (per caller, for 24 h), so a retried create makes one
 /// object. The same key with another body is refused; a key whose first
 /// request is still running answers 409; failed requests are not recorded,
-/// so a client may retry them with the same key.
+/// so a client may retry them with the same key. Authentication comes
+/// first: a request without a valid token is left to its handler's 401,
+/// whatever its key looks like.
 pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Response {
     if req.method() != Method::POST {
         return next.run(req).await;
     }
-    let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY) else {
+    let Some(raw_key) = req.headers().get(&IDEMPOTENCY_KEY).cloned() else {
         return next.run(req).await;
+    };
+    let (parts, body) = req.into_parts();
+    let Some(who) = (match bearer(&parts) {
+        Some(token) => app.authenticate(token).await.ok(),
+        None => None,
+    }) else {
+        return next.run(Request::from_parts(parts, body)).await;
     };
     let key = match raw_key.to_str() {
         Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
@@ -87,14 +158,6 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             )
             .into_response()
         }
-    };
-    // Unauthenticated requests go on to be refused by the handler.
-    let (parts, body) = req.into_parts();
-    let Some(who) = (match bearer(&parts) {
-        Some(token) => app.authenticate(token).await.ok(),
-        None => None,
-    }) else {
-        return next.run(Request::from_parts(parts, body)).await;
     };
     let bytes = match to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
@@ -120,7 +183,14 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
     let now = now_ms();
     let claimed = match app
         .store
-        .idempotency_claim(&scope, &key, &hash, now, now - IDEMPOTENCY_TTL_MS)
+        .idempotency_claim(
+            &scope,
+            &key,
+            &hash,
+            now,
+            now - IDEMPOTENCY_TTL_MS,
+            now - ABANDONED_CLAIM_MS,
+        )
         .await
     {
         Ok(c) => c,
@@ -162,7 +232,7 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         }
         return resp;
     }
-    let (parts, body) = resp.into_parts();
+    let (mut parts, body) = resp.into_parts();
     let body = match to_bytes(body, usize::MAX).await {
         Ok(b) => b,
         Err(e) => {
@@ -175,10 +245,13 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
             .into_response();
         }
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
+    let (status, text) = match parts.extensions.remove::<ReplayAs>() {
+        Some(r) => (r.status, r.body),
+        None => (parts.status, String::from_utf8_lossy(&body).into_owned()),
+    };
     if let Err(e) = app
         .store
-        .idempotency_complete(&scope, &key, i64::from(parts.status.as_u16()), &text)
+        .idempotency_complete(&scope, &key, i64::from(status.as_u16()), &text)
         .await
     {
         tracing::warn!(error = %error_chain(&e), "could not record idempotent response");

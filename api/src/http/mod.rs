@@ -7,11 +7,12 @@ pub mod extract;
 mod floating_ips;
 mod hosts;
 mod instances;
-mod middleware;
+pub mod middleware;
 pub mod model;
 mod networks;
 pub mod ops;
 mod pools;
+mod quotas;
 mod tokens;
 
 use axum::extract::DefaultBodyLimit;
@@ -51,6 +52,7 @@ const MAX_LIMIT: i64 = 1000;
         (name = "floating-ips", description = "Floating IPv6 addresses"),
         (name = "instances", description = "Workloads placed on hosts"),
         (name = "tokens", description = "Project tokens"),
+        (name = "quotas", description = "Per-project limits on floating IPs and instances"),
         (name = "hosts", description = "Compute hosts and their agents' leases"),
         (name = "agent", description = "The agent protocol: lease, desired state, reports (agent tokens only)"),
         (name = "operations", description = "Health, readiness and metrics (no token needed)"),
@@ -102,6 +104,12 @@ fn api_router() -> OpenApiRouter<App> {
         ))
         .routes(routes!(tokens::token_create, tokens::token_list))
         .routes(routes!(tokens::token_delete))
+        .routes(routes!(quotas::quota_list))
+        .routes(routes!(
+            quotas::quota_view,
+            quotas::quota_update,
+            quotas::quota_delete
+        ))
         .routes(routes!(hosts::host_create, hosts::host_list))
         .routes(routes!(hosts::host_view, hosts::host_delete))
         .merge(agent_router())
@@ -155,7 +163,9 @@ pub fn router(app: App) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(middleware::deadline))
         .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(axum::middleware::from_fn(middleware::detach))
         .with_state(app)
 }
 

@@ -376,9 +376,15 @@ pub struct Event {
     pub host: Option<String>,
     /// The floating IP's revision the event belongs to.
     pub revision: i64,
-    /// Event-specific facts.
+    /// Event-specific facts (of the last occurrence, when repeated).
     #[schema(value_type = Object)]
     pub detail: serde_json::Value,
+    /// How many times this step happened in a row: an agent retrying a
+    /// DAD conflict logs one `dad_started` and one `dad_failed` event
+    /// with a count rather than two new events per attempt.
+    pub repeats: i64,
+    /// When the step last happened, if it repeated.
+    pub last_at: Option<DateTime<Utc>>,
 }
 
 impl From<EventRow> for Event {
@@ -390,6 +396,8 @@ impl From<EventRow> for Event {
             host: r.host,
             revision: r.revision,
             detail: serde_json::from_str(&r.detail).unwrap_or(serde_json::Value::Null),
+            repeats: r.repeats,
+            last_at: r.last_at.map(ts),
         }
     }
 }
@@ -558,4 +566,58 @@ pub struct DesiredStateParams {
     pub after: Option<i64>,
     /// Longest wait in ms for a newer revision, 0 to 60000 (default 30000).
     pub wait_ms: Option<u64>,
+}
+
+// ---- quotas -----------------------------------------------------------------
+
+/// One resource's limit and current use in a project.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct QuotaUsage {
+    /// At most this many; `null` is unlimited.
+    pub limit: Option<i64>,
+    /// How many the project has now.
+    pub used: i64,
+    /// The limit is fipd's default, not one set for this project.
+    pub default: bool,
+}
+
+impl From<crate::app::quotas::Usage> for QuotaUsage {
+    fn from(u: crate::app::quotas::Usage) -> Self {
+        Self {
+            limit: u.limit,
+            used: u.used,
+            default: u.default,
+        }
+    }
+}
+
+/// A project's quota: what it may create, and what it has.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Quota {
+    pub project_id: String,
+    pub floating_ips: QuotaUsage,
+    pub instances: QuotaUsage,
+}
+
+impl From<crate::app::quotas::QuotaView> for Quota {
+    fn from(v: crate::app::quotas::QuotaView) -> Self {
+        Self {
+            project_id: v.project_id.to_string(),
+            floating_ips: v.floating_ips.into(),
+            instances: v.instances.into(),
+        }
+    }
+}
+
+/// A project's own limits. For each: a number (0 or more), `null` for
+/// unlimited, or leave it out to use fipd's default.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaUpdate {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0)]
+    pub floating_ips: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i64>, nullable, minimum = 0)]
+    pub instances: Option<Option<i64>>,
 }

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::error::{ApiError, ApiResult, Problem};
-use crate::app::pools::Pool;
 use crate::app::App;
 
 /// The process-wide Prometheus recorder. `metrics` has one global recorder,
@@ -65,26 +64,33 @@ pub async fn ready_view(State(app): State<App>) -> ApiResult<&'static str> {
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics_view",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics_view(State(app): State<App>) -> Response {
-    // Pool gauges are read at scrape time, so every replica reports the
-    // shared database's truth rather than its own share of the traffic.
-    if let Ok(counts) = app.store.allocated_per_pool().await {
-        for (pool, n) in counts {
-            metrics::gauge!("fipd_pool_allocated", "pool_id" => pool).set(n as f64);
+    let mut text = metrics_handle().render();
+    // Pool figures come from the shared database (every replica reports
+    // the same truth), refreshed in the background: a scrape costs no
+    // query, and a deleted pool's series go with the next refresh.
+    let stats = app
+        .pool_stats
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if !stats.is_empty() {
+        text.push_str("# HELP fipd_pool_allocated Live floating IPs per pool.\n");
+        text.push_str("# TYPE fipd_pool_allocated gauge\n");
+        for s in &stats {
+            text.push_str(&format!(
+                "fipd_pool_allocated{{pool_id=\"{}\"}} {}\n",
+                s.pool_id, s.allocated
+            ));
+        }
+        text.push_str("# HELP fipd_pool_capacity Allocatable addresses per pool.\n");
+        text.push_str("# TYPE fipd_pool_capacity gauge\n");
+        for s in &stats {
+            // f64 loses precision past 2^53, but Prometheus values are f64.
+            text.push_str(&format!(
+                "fipd_pool_capacity{{pool_id=\"{}\"}} {}\n",
+                s.pool_id, s.capacity as f64
+            ));
         }
     }
-    if let Ok(rows) = app.store.pool_list(None, None, 10_000).await {
-        for row in rows {
-            let id = row.id.clone();
-            if let Ok(pool) = Pool::from_row(row) {
-                // f64 loses precision past 2^53 but Prometheus is f64 anyway.
-                metrics::gauge!("fipd_pool_capacity", "pool_id" => id)
-                    .set(pool.space.capacity() as f64);
-            }
-        }
-    }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        metrics_handle().render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -2,10 +2,12 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, Json, Path, Query};
+use super::middleware::ReplayAs;
 use super::model::{Page, PageParams, Token, TokenCreate, TokenCreated};
 use super::page;
 use crate::app::App;
@@ -16,6 +18,7 @@ use crate::app::App;
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = TokenCreated),
+        (status = 200, body = Token, description = "A replay (same Idempotency-Key and body): the token without its secret, which is shown only once and never stored"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "Not the admin token"),
@@ -25,17 +28,22 @@ pub async fn token_create(
     State(app): State<App>,
     Auth(who): Auth,
     Json(body): Json<TokenCreate>,
-) -> ApiResult<(StatusCode, axum::Json<TokenCreated>)> {
+) -> ApiResult<Response> {
     let (row, token) = app
         .token_create(&who, body.project_id, body.description.unwrap_or_default())
         .await?;
-    Ok((
+    let info = Token::from(row);
+    let replay = ReplayAs {
+        status: StatusCode::OK,
+        body: serde_json::to_string(&info).expect("serialisable"),
+    };
+    let mut resp = (
         StatusCode::CREATED,
-        axum::Json(TokenCreated {
-            info: row.into(),
-            token,
-        }),
-    ))
+        axum::Json(TokenCreated { info, token }),
+    )
+        .into_response();
+    resp.extensions_mut().insert(replay);
+    Ok(resp)
 }
 
 /// List project tokens (admin); secrets are never shown again.

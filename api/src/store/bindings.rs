@@ -238,6 +238,33 @@ pub async fn confirm_fenced(conn: &mut Conn, host: &str, now: i64) -> StoreResul
     .await?)
 }
 
+/// Every host with a binding of the floating IP: the hosts whose desired
+/// state a change of it may alter (its holder, hosts asked to remove it,
+/// and the next holder waiting for those removals).
+pub async fn hosts_of(conn: &mut Conn, fip_id: &str) -> StoreResult<Vec<String>> {
+    Ok(
+        sqlx::query_scalar("SELECT host FROM bindings WHERE floating_ip_id = $1 ORDER BY host")
+            .bind(fip_id)
+            .fetch_all(conn)
+            .await?,
+    )
+}
+
+/// Live floating IPs placed on a lost host that name standby instances:
+/// the controller tries to fail each over on every pass.
+pub async fn failover_candidates(pool: &sqlx::AnyPool) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(
+        "SELECT b.floating_ip_id FROM bindings b \
+         JOIN hosts h ON h.name = b.host \
+         JOIN floating_ips f ON f.id = b.floating_ip_id \
+         WHERE b.desired = 'present' AND h.lost_at IS NOT NULL AND f.deleted_at IS NULL \
+           AND f.standby_instance_ids <> '[]' \
+         ORDER BY b.floating_ip_id",
+    )
+    .fetch_all(pool)
+    .await?)
+}
+
 /// Floating IPs whose placement names `host` (present bindings).
 pub async fn present_on(conn: &mut Conn, host: &str) -> StoreResult<Vec<String>> {
     Ok(sqlx::query_scalar(

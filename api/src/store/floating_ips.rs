@@ -103,18 +103,47 @@ pub async fn get_for_update(
         .await?)
 }
 
+/// A live floating IP, read without a lock (the caller locks what it
+/// decides to change, in the one lock order, and re-checks it).
+pub async fn get(conn: &mut Conn, id: &str) -> StoreResult<Option<FloatingIpRow>> {
+    Ok(sqlx::query_as(&format!(
+        "{SELECT} WHERE f.id = $1 AND f.deleted_at IS NULL"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
 /// Locks a floating IP row, deleted or not (agents still report on deleted
-/// ones until their removal is confirmed). Lock order everywhere: instance,
-/// floating IP, bindings, so concurrent transactions never deadlock.
-pub async fn lock_any(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<bool> {
-    let found: Option<String> = sqlx::query_scalar(&format!(
-        "SELECT id FROM floating_ips WHERE id = $1{}",
+/// ones until their removal is confirmed), and returns its revision. Lock
+/// order everywhere: instance, floating IP, bindings, so concurrent
+/// transactions never deadlock.
+pub async fn lock_any(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<Option<i64>> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT revision FROM floating_ips WHERE id = $1{}",
         store.for_update()
     ))
     .bind(id)
     .fetch_optional(conn)
-    .await?;
-    Ok(found.is_some())
+    .await?)
+}
+
+/// Live floating IPs associated with an instance, locked (in id order) for
+/// the rest of the transaction. On PostgreSQL a row that a concurrent
+/// transaction moved off the instance is re-checked after its lock is
+/// granted and left out, so a migration never writes back a stale copy.
+pub async fn lock_of_instance(
+    conn: &mut Conn,
+    store: &Store,
+    instance_id: &str,
+) -> StoreResult<Vec<String>> {
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT id FROM floating_ips WHERE instance_id = $1 AND deleted_at IS NULL ORDER BY id{}",
+        store.for_update()
+    ))
+    .bind(instance_id)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// Writes the mutable fields of a floating IP.
@@ -304,20 +333,6 @@ impl Store {
         .bind(&filter.address_key)
         .bind(limit)
         .fetch_all(self.pool())
-        .await?)
-    }
-
-    /// Live floating IPs associated with an instance.
-    pub async fn fips_of_instance(
-        &self,
-        conn: &mut Conn,
-        instance_id: &str,
-    ) -> StoreResult<Vec<FloatingIpRow>> {
-        Ok(sqlx::query_as(&format!(
-            "{SELECT} WHERE f.instance_id = $1 AND f.deleted_at IS NULL ORDER BY f.id"
-        ))
-        .bind(instance_id)
-        .fetch_all(conn)
         .await?)
     }
 

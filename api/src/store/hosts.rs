@@ -20,39 +20,59 @@ pub struct HostRow {
     pub desired_digest: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Until when a kernel lifetime set by the agent can keep an address
+    /// alive (None: the agent never said).
+    pub backstop_at: Option<i64>,
+    /// The agent's local DAD override.
+    pub dad_override: Option<String>,
 }
 
 const COLUMNS: &str = "id, name, token_hash, agent_version, networks, findings, lease_expires_at, \
-     last_seen_at, lost_at, fenced_at, desired_revision, desired_digest, created_at, updated_at";
+     last_seen_at, lost_at, fenced_at, desired_revision, desired_digest, created_at, updated_at, \
+     backstop_at, dad_override";
 
 /// What a lease renewal records.
 pub struct Renewal<'a> {
     pub host_id: &'a str,
     pub now: i64,
     pub expires_at: i64,
+    /// The new kernel-lifetime backstop; never moves an earlier one back.
+    /// None when the agent did not report its lifetimes.
+    pub backstop_at: Option<i64>,
+    pub dad_override: Option<&'a str>,
     pub agent_version: &'a str,
     pub networks: &'a str,
     pub findings: &'a str,
 }
 
-/// Renews a lease; returns the host as it was before (to see a recovery).
-pub async fn renew(
+/// A host, locked for the rest of the transaction on PostgreSQL.
+pub async fn get_for_update(
     conn: &mut Conn,
     store: &Store,
-    r: &Renewal<'_>,
+    id: &str,
 ) -> StoreResult<Option<HostRow>> {
-    let before: Option<HostRow> = sqlx::query_as(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM hosts WHERE id = $1{}",
         store.for_update()
     ))
-    .bind(r.host_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if before.is_none() {
-        return Ok(None);
-    }
+    .bind(id)
+    .fetch_optional(conn)
+    .await?)
+}
+
+/// Renews the lease of a host the caller has locked.
+pub async fn renew(conn: &mut Conn, r: &Renewal<'_>) -> StoreResult<()> {
+    // A renewal never moves an expiry or a backstop back: a slow renewal
+    // that commits after a newer one must not shorten the lease the agent
+    // already counts on (its own expiry is never later than ours).
     sqlx::query(
-        "UPDATE hosts SET lease_expires_at = $2, last_seen_at = $3, agent_version = $4, \
+        "UPDATE hosts SET \
+         lease_expires_at = CASE WHEN lease_expires_at IS NOT NULL AND lease_expires_at > $2 \
+                                 THEN lease_expires_at ELSE $2 END, \
+         backstop_at = CASE WHEN $7 IS NULL THEN NULL \
+                            WHEN backstop_at IS NOT NULL AND backstop_at > $7 THEN backstop_at \
+                            ELSE $7 END, \
+         dad_override = $8, last_seen_at = $3, agent_version = $4, \
          networks = $5, findings = $6, lost_at = NULL, fenced_at = NULL, updated_at = $3 \
          WHERE id = $1",
     )
@@ -62,9 +82,11 @@ pub async fn renew(
     .bind(r.agent_version)
     .bind(r.networks)
     .bind(r.findings)
+    .bind(r.backstop_at)
+    .bind(r.dad_override)
     .execute(conn)
     .await?;
-    Ok(before)
+    Ok(())
 }
 
 /// Locks a host row for the rest of the transaction (PostgreSQL).
@@ -91,18 +113,39 @@ pub async fn mark_lost(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
     .await?)
 }
 
-/// Marks lost hosts whose lease ran out more than `grace_ms` ago as fenced:
-/// from now on their addresses are treated as gone. Returns their names.
-pub async fn mark_fenced(conn: &mut Conn, now: i64, grace_ms: i64) -> StoreResult<Vec<String>> {
+/// Marks lost hosts as fenced once their addresses count as gone (the
+/// safety argument is in docs/protocol.md): their agent has fenced itself,
+/// which it does when the lease runs out by its own clock and finishes
+/// within `grace_ms`; and, unless DAD on the next holder will catch a
+/// copy left behind (`dad_protects`), every kernel lifetime the agent set
+/// has run out too (`backstop_at`; never, while unknown). Returns their
+/// names.
+pub async fn mark_fenced(
+    conn: &mut Conn,
+    now: i64,
+    grace_ms: i64,
+    dad_protects: bool,
+) -> StoreResult<Vec<String>> {
     Ok(sqlx::query_scalar(
         "UPDATE hosts SET fenced_at = $1, updated_at = $1 \
          WHERE lost_at IS NOT NULL AND fenced_at IS NULL AND lease_expires_at + $2 <= $1 \
+         AND ($3 OR (backstop_at IS NOT NULL AND backstop_at <= $1)) \
          RETURNING name",
     )
     .bind(now)
     .bind(grace_ms)
+    .bind(dad_protects)
     .fetch_all(conn)
     .await?)
+}
+
+/// Whether some host's agent overrides fipd's DAD mode with `off`: then a
+/// move onto that host is not protected by DAD (see [`mark_fenced`]).
+pub async fn any_dad_off_override(conn: &mut Conn) -> StoreResult<bool> {
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM hosts WHERE dad_override = 'off'")
+        .fetch_one(conn)
+        .await?;
+    Ok(n > 0)
 }
 
 /// Bumps the host's desired-state revision if the content digest changed;
@@ -141,7 +184,7 @@ impl Store {
     /// `Err(Unique)` when the name is taken.
     pub async fn host_insert(&self, row: &HostRow) -> StoreResult<()> {
         sqlx::query(&format!(
-            "INSERT INTO hosts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO hosts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&row.id)
         .bind(&row.name)
@@ -157,6 +200,8 @@ impl Store {
         .bind(&row.desired_digest)
         .bind(row.created_at)
         .bind(row.updated_at)
+        .bind(row.backstop_at)
+        .bind(&row.dad_override)
         .execute(self.pool())
         .await
         .map_err(classify)?;

@@ -15,7 +15,8 @@ pub struct IdempotencyRecord {
 
 impl Store {
     /// Claims `key` for a request; `false` when a live record exists already.
-    /// Records older than `expired_before` are replaced.
+    /// Records older than `expired_before`, and claims whose request never
+    /// finished made before `abandoned_before`, are replaced.
     pub async fn idempotency_claim(
         &self,
         scope: &str,
@@ -23,14 +24,17 @@ impl Store {
         request_hash: &str,
         now: i64,
         expired_before: i64,
+        abandoned_before: i64,
     ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 AND created_at < $3",
+            "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2 \
+             AND (created_at < $3 OR (status IS NULL AND created_at < $4))",
         )
         .bind(scope)
         .bind(key)
         .bind(expired_before)
+        .bind(abandoned_before)
         .execute(&mut *tx)
         .await?;
         let done = sqlx::query(

@@ -53,24 +53,24 @@ pub async fn update(conn: &mut Conn, row: &InstanceRow) -> StoreResult<()> {
     Ok(())
 }
 
-impl Store {
-    /// `Err(Unique)` when the id is taken.
-    pub async fn instance_insert(&self, row: &InstanceRow) -> StoreResult<()> {
-        sqlx::query(&format!(
-            "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
-        ))
-        .bind(&row.id)
-        .bind(&row.name)
-        .bind(&row.project_id)
-        .bind(&row.host)
-        .bind(row.created_at)
-        .bind(row.updated_at)
-        .execute(self.pool())
-        .await
-        .map_err(classify)?;
-        Ok(())
-    }
+/// `Err(Unique)` when the id is taken.
+pub async fn insert(conn: &mut Conn, row: &InstanceRow) -> StoreResult<()> {
+    sqlx::query(&format!(
+        "INSERT INTO instances ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    ))
+    .bind(&row.id)
+    .bind(&row.name)
+    .bind(&row.project_id)
+    .bind(&row.host)
+    .bind(row.created_at)
+    .bind(row.updated_at)
+    .execute(conn)
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
 
+impl Store {
     pub async fn instance_get(&self, id: &str) -> StoreResult<Option<InstanceRow>> {
         Ok(
             sqlx::query_as(&format!("SELECT {COLUMNS} FROM instances WHERE id = $1"))

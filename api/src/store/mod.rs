@@ -8,6 +8,7 @@
 //! switched on [`Backend`] here, not in the application layer.
 
 pub(crate) mod bindings;
+mod clock;
 pub(crate) mod events;
 pub(crate) mod floating_ips;
 pub(crate) mod hosts;
@@ -15,6 +16,7 @@ mod idempotency;
 pub(crate) mod instances;
 mod networks;
 pub(crate) mod pools;
+pub(crate) mod quotas;
 mod tokens;
 
 use std::path::Path;
@@ -85,9 +87,19 @@ pub(crate) fn classify(e: sqlx::Error) -> StoreError {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Lease renewals and the controller: on PostgreSQL a pool of their
+    /// own, so API traffic and long polls can never take the connections a
+    /// renewal needs (a starved renewal loses a lease and fails everything
+    /// over). SQLite has one connection for everything.
+    lease_pool: AnyPool,
     backend: Backend,
     url: std::sync::Arc<str>,
 }
+
+/// Connections of the main PostgreSQL pool (API requests and long polls).
+pub const PG_POOL_SIZE: u32 = 16;
+/// Connections reserved for lease renewals and the controller.
+pub const PG_LEASE_POOL_SIZE: u32 = 4;
 
 impl Store {
     /// Connects to `url` (`postgres://…` or `sqlite:…`), creating an SQLite
@@ -101,14 +113,20 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let pool = match backend {
+        let (pool, lease_pool) = match backend {
             Backend::Postgres => {
                 let opts = AnyConnectOptions::from_str(url)?;
-                AnyPoolOptions::new()
-                    .max_connections(16)
+                let pool = AnyPoolOptions::new()
+                    .max_connections(PG_POOL_SIZE)
                     .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(opts.clone())
+                    .await?;
+                let lease_pool = AnyPoolOptions::new()
+                    .max_connections(PG_LEASE_POOL_SIZE)
+                    .acquire_timeout(Duration::from_secs(5))
                     .connect_with(opts)
-                    .await?
+                    .await?;
+                (pool, lease_pool)
             }
             Backend::Sqlite => {
                 // One connection: SQLite allows one writer at a time, and a
@@ -117,7 +135,7 @@ impl Store {
                 // (backups, sqlite3 shell) out of our way.
                 let url = with_sqlite_params(url);
                 let opts = AnyConnectOptions::from_str(&url)?;
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
                     .after_connect(|conn, _| {
@@ -134,11 +152,13 @@ impl Store {
                         })
                     })
                     .connect_with(opts)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
         Ok(Self {
             pool,
+            lease_pool,
             backend,
             url: url.into(),
         })
@@ -163,11 +183,13 @@ impl Store {
         &self.url
     }
 
-    /// Tells other fipd replicas that state changed (PostgreSQL NOTIFY);
-    /// a no-op on SQLite, which has one process.
-    pub async fn notify_peers(&self) -> StoreResult<()> {
+    /// Tells other fipd replicas which hosts' desired state changed
+    /// (PostgreSQL NOTIFY with `payload`); a no-op on SQLite, which has one
+    /// process.
+    pub async fn notify_peers(&self, payload: &str) -> StoreResult<()> {
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify('fipd_changes', '')")
+            sqlx::query("SELECT pg_notify('fipd_changes', $1)")
+                .bind(payload)
                 .execute(&self.pool)
                 .await?;
         }
@@ -196,8 +218,18 @@ impl Store {
         &self.pool
     }
 
+    pub fn lease_pool(&self) -> &AnyPool {
+        &self.lease_pool
+    }
+
     pub async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(self.pool.begin().await?)
+        begin_detached(&self.pool).await
+    }
+
+    /// A transaction on the connections reserved for leases and the
+    /// controller (see [`Store::lease_pool`]).
+    pub async fn lease_begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+        begin_detached(&self.lease_pool).await
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -216,6 +248,24 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.lease_pool.close().await;
+    }
+}
+
+/// `pool.begin()` in a task of its own. On PostgreSQL, sqlx's `begin` is
+/// not cancel-safe: a future dropped after `BEGIN` went out but before its
+/// answer leaves the connection inside a transaction nothing rolls back,
+/// and the pool hands it to the next request, whose statements then run in
+/// (and are committed or discarded with) that stale transaction (sqlx
+/// issues 4385 and 4393). A spawned `begin` always completes; if our
+/// caller is gone by then, the finished `Transaction` is dropped in the
+/// task, which queues its `ROLLBACK` as usual.
+async fn begin_detached(pool: &AnyPool) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    let pool = pool.clone();
+    match tokio::spawn(async move { pool.begin().await }).await {
+        Ok(tx) => Ok(tx?),
+        // Only a panic inside sqlx or a runtime shutting down ends up here.
+        Err(_) => Err(StoreError::Database(sqlx::Error::WorkerCrashed)),
     }
 }
 

@@ -84,4 +84,34 @@ impl Store {
             .map_err(classify)?;
         Ok(done.rows_affected() == 1)
     }
+
+    /// A host whose agent serves the network `name` (by its last lease),
+    /// if any: agents find networks by name.
+    pub async fn network_served_by(&self, name: &str) -> StoreResult<Option<String>> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, networks FROM hosts ORDER BY name")
+                .fetch_all(self.pool())
+                .await?;
+        for (host, networks) in rows {
+            let served: Vec<fip_types::ServedNetwork> = serde_json::from_str(&networks)
+                .map_err(|e| super::StoreError::Corrupt(format!("host {host} networks: {e}")))?;
+            if served.iter().any(|n| n.network == name) {
+                return Ok(Some(host));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether any floating IP of the network is placed on (or not yet
+    /// confirmed removed from) some host.
+    pub async fn network_has_bindings(&self, id: &str) -> StoreResult<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM bindings b JOIN floating_ips f ON f.id = b.floating_ip_id \
+             WHERE f.network_id = $1",
+        )
+        .bind(id)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n > 0)
+    }
 }

@@ -54,6 +54,15 @@ async fn two_replicas_allocate_distinct_addresses_from_one_small_pool() {
         .unwrap();
     assert_eq!(pool.status(), StatusCode::CREATED);
     let pool: Value = pool.json().await.unwrap();
+    // The pool, not the project's quota, is what runs out here.
+    let q = client
+        .put(format!("{}/v1/quotas/p", r1.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "floating_ips": null }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.status(), StatusCode::OK);
 
     // 300 requests, 64 at a time, alternating replicas: the /120 holds 255.
     const REQUESTS: usize = 300;
@@ -111,4 +120,95 @@ async fn two_replicas_allocate_distinct_addresses_from_one_small_pool() {
         elapsed.as_secs_f64(),
         REQUESTS as f64 / elapsed.as_secs_f64()
     );
+}
+
+/// Issue 9 item 11: a quota holds under concurrent creates on two
+/// replicas: exactly the limit succeeds, the rest is `quota_exceeded`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_holds_under_concurrent_creates_on_two_replicas() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let dir = tempfile::tempdir().unwrap();
+    let start = |d: &str| {
+        Fipd::start(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                d,
+                "--database-url",
+                &db.url,
+                "--admin-token",
+                ADMIN,
+                "--quota-floating-ips",
+                "12",
+            ],
+            &[],
+        )
+    };
+    let r1 = start(dir.path().join("a").to_str().unwrap());
+    let r2 = start(dir.path().join("b").to_str().unwrap());
+    let client = reqwest::Client::new();
+    let net: Value = client
+        .post(format!("{}/v1/networks", r1.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "n" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(format!("{}/v1/pools", r1.url))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "network_id": net["id"], "cidr": "2001:db8::/64" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let url = if i % 2 == 0 {
+            r1.url.clone()
+        } else {
+            r2.url.clone()
+        };
+        let client = client.clone();
+        let body = json!({ "network_id": net["id"], "project_id": "q" });
+        tasks.spawn(async move {
+            let r = client
+                .post(format!("{url}/v1/floating-ips"))
+                .bearer_auth(ADMIN)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        });
+    }
+    let (mut created, mut refused) = (0, 0);
+    while let Some(res) = tasks.join_next().await {
+        match res.unwrap() {
+            (StatusCode::CREATED, _) => created += 1,
+            (StatusCode::CONFLICT, body) => {
+                assert_eq!(body["code"], "quota_exceeded", "{body}");
+                refused += 1;
+            }
+            (other, body) => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((created, refused), (12, 28));
+    let q: Value = client
+        .get(format!("{}/v1/quotas/q", r2.url))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["floating_ips"]["used"], 12);
+    assert_eq!(q["floating_ips"]["limit"], 12);
+    assert_eq!(q["floating_ips"]["default"], true);
 }

@@ -90,8 +90,19 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     pub store: Store,
+    pub app: App,
     server: tokio::task::JoinHandle<()>,
     _db: TestDb,
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 impl Drop for TestApp {
@@ -120,17 +131,19 @@ impl TestApp {
         let app = App::new(store.clone(), config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let served = app.clone();
         let server = tokio::spawn(async move {
-            let controller = tokio::spawn(fipd::background::controller_loop(app.clone()));
-            let peers = tokio::spawn(fipd::background::peer_listener(app.clone()));
-            let _ = axum::serve(listener, fipd::http::router(app)).await;
-            controller.abort();
-            peers.abort();
+            // The background tasks end with this task: aborting it drops
+            // the guard, which aborts them.
+            let _background = AbortOnDrop(fipd::server::spawn_background(&served));
+            fipd::server::serve_http(listener, fipd::http::router(served), std::future::pending())
+                .await;
         });
         Self {
             addr,
             client: reqwest::Client::new(),
             store,
+            app,
             server,
             _db: db,
         }

@@ -4,6 +4,7 @@
 //! suite the store's conformance suite.
 
 mod helpers;
+mod scripted;
 
 mod agent;
 
@@ -17,3 +18,5 @@ mod openapi;
 mod ops;
 mod pools;
 mod process;
+mod safety;
+mod safety_process;

@@ -12,6 +12,15 @@ use crate::helpers::*;
 
 const FIPD: &str = env!("CARGO_BIN_EXE_fipd");
 
+/// The binary the process tests run: this build's, or `$FIPD_BIN` (to run
+/// a regression test against an older build and watch it fail).
+pub fn fipd_bin() -> String {
+    std::env::var("FIPD_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| FIPD.to_owned())
+}
+
 /// A fipd child process, killed on drop.
 pub struct Fipd {
     pub child: Child,
@@ -42,7 +51,19 @@ fn lines_of<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
 impl Fipd {
     /// Starts `fipd serve` with `args` and waits for its listening line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(FIPD);
+        Self::start_wrapped(&[], args, envs)
+    }
+
+    /// Like [`Fipd::start`], run through `wrapper` (e.g. `faketime -f +5s`).
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, rest)) => {
+                let mut c = Command::new(prog);
+                c.args(rest).arg(fipd_bin());
+                c
+            }
+            None => Command::new(fipd_bin()),
+        };
         cmd.arg("serve")
             .args(args)
             .stdout(Stdio::piped())
@@ -79,6 +100,11 @@ impl Fipd {
         }
     }
 
+    /// The stderr lines written so far (and not yet consumed).
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// Waits for a stderr line containing `needle`.
     pub fn wait_stderr(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -111,6 +137,32 @@ fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
 }
 
+/// Issue 9 item 12: an empty admin-token file that someone created with
+/// a readable mode must not receive the token as is: the token is written
+/// to a fresh 0600 file that replaces it.
+#[tokio::test]
+async fn a_generated_admin_token_never_lands_in_a_readable_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let token_file = data.join("admin-token");
+    std::fs::write(&token_file, "").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let fipd = Fipd::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().starts_with("fipa_"));
+    assert_eq!(mode(&token_file), 0o600);
+    drop(fipd);
+}
+
 #[tokio::test]
 async fn first_start_generates_and_keeps_the_admin_token() {
     let dir = tempfile::tempdir().unwrap();
@@ -124,9 +176,19 @@ async fn first_start_generates_and_keeps_the_admin_token() {
         .to_owned();
     assert!(token.starts_with("fipa_") && token.len() > 40);
     assert_eq!(mode(&token_file), 0o600);
+    // Issue 9 item 12: the token goes to its file only, never to the log;
+    // the output says where to find it.
     assert!(
-        first.stdout_lines.iter().any(|l| l == &token),
-        "printed once: {:?}",
+        !first.stdout_lines.iter().any(|l| l.contains(&token)),
+        "the token itself is never printed: {:?}",
+        first.stdout_lines
+    );
+    assert!(
+        first
+            .stdout_lines
+            .iter()
+            .any(|l| l.contains(token_file.to_str().unwrap())),
+        "says where the token is: {:?}",
         first.stdout_lines
     );
     let r = reqwest::Client::new()
@@ -283,4 +345,31 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     drop(conn);
     let status = p.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
+}
+
+/// Issue 9 item 12: settings that cannot work are refused at start with a
+/// sentence naming the key, and exit code 2.
+#[test]
+fn nonsensical_settings_are_refused_at_start() {
+    for (args, key) in [
+        (vec!["--lease-ttl-ms", "0"], "lease_ttl_ms"),
+        (vec!["--fence-grace-ms", "0"], "fence_grace_ms"),
+        (vec!["--quota-floating-ips", "-5"], "quota_floating_ips"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(FIPD)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{args:?}: {err}");
+        assert!(
+            !dir.path().join("fipd.db").exists(),
+            "nothing is opened before the settings are checked"
+        );
+    }
 }

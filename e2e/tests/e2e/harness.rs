@@ -519,6 +519,7 @@ pub fn start_fipd(name: &str, ip_addr: &str, data_dir: &Path, opts: &FipdOpts) -
         .args(["--lease-ttl-ms", &opts.lease_ttl_ms.to_string()])
         .args(["--fence-grace-ms", &opts.fence_grace_ms.to_string()])
         .args(["--quarantine-ms", "0"])
+        .args(["--quota-floating-ips", "-1", "--quota-instances", "-1"])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
