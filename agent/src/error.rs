@@ -44,6 +44,14 @@ pub enum AgentError {
     Tentative { addr: Ipv6Addr, dev: String },
     #[error("{addr} on {dev} failed DAD; it must not be announced")]
     Dadfailed { addr: Ipv6Addr, dev: String },
+    #[error("the lease with fipd ran out: no address is added or refreshed until it is renewed")]
+    LeaseExpired,
+    #[error(
+        "this kernel ({release}) drops the IFA_PROTO mark fip-agent puts on its addresses \
+         (Linux 5.18 or later keeps it); without it the agent would treat its own addresses \
+         as foreign, never fence them, and confirm removals while holding them"
+    )]
+    NoAddressMark { release: String },
     #[error("{dev} has no 6-byte link-layer address to put in the NA's Target Link-Layer Address option")]
     NoMac { dev: String },
     #[error(
@@ -101,6 +109,7 @@ impl AgentError {
                 | Self::NotManaged { .. }
                 | Self::NotPresent { .. }
                 | Self::NoMac { .. }
+                | Self::NoAddressMark { .. }
         )
     }
 

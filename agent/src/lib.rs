@@ -2,8 +2,9 @@
 //!
 //! - [`manager::AddressManager`]: add with DAD verdict, remove with
 //!   confirmation, list, announce, check — all in the current namespace.
-//! - [`reconcile`]: the pure [`reconcile::plan::plan`], the
-//!   [`reconcile::apply::apply`] step and per-address status.
+//! - [`reconcile`]: the decision half of a reconcile pass, pure: the
+//!   per-address [`reconcile::plan::plan`] and the whole pass
+//!   [`reconcile::decide::decide`]; the daemon only executes it.
 //! - [`daemon`]: `fip-agent run`, the lease/desired-state/report loop with fipd.
 //! - [`net`]: netlink, DAD watch and defender capture, NA encoder/sender, sysctls.
 
@@ -17,10 +18,9 @@ pub mod reconcile;
 
 pub use addr::{AddrError, FloatingAddr, Mac};
 pub use error::AgentError;
+pub use fip_types::ReportedState;
 pub use manager::{
     AddOptions, AddOutcome, AddressManager, DadMode, NaOptions, Outcome, RemoveOutcome,
     FIP_ADDR_PROTO,
 };
-pub use reconcile::apply::{apply, ApplyOptions};
 pub use reconcile::plan::{plan, DesiredAddr, ObservedAddr, Plan};
-pub use reconcile::status::{AddrState, AddressStatus};

@@ -17,7 +17,7 @@ use crate::net::na::NaSender;
 use crate::net::netlink::{AddrFlags, KernelAddr, Link, Netlink};
 use crate::net::sysctl::{self, Ipv6Conf};
 use crate::reconcile::plan::ObservedAddr;
-use crate::reconcile::status::AddrState;
+use crate::reconcile::status::state_of;
 
 /// IFA_PROTO value that marks an address as ours. The kernel reserves 0-3
 /// (unspec, loopback, RA, link-local); 0xf1 ("fip") is unlikely to collide
@@ -25,18 +25,9 @@ use crate::reconcile::status::AddrState;
 /// without this mark is someone else's and is never changed or removed.
 pub const FIP_ADDR_PROTO: u8 = 0xf1;
 
-/// How the kernel should run DAD for a new address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DadMode {
-    /// RFC 4862 DAD: the address is unusable until the verdict.
-    #[default]
-    Strict,
-    /// RFC 4429: usable at once, DAD still runs and can still fail.
-    Optimistic,
-    /// `nodad`: for operators who fence by other means.
-    Off,
-}
+/// How the kernel runs DAD for a new address: one type for the wire and
+/// the kernel (strict: RFC 4862; optimistic: RFC 4429; off: `nodad`).
+pub use fip_types::DadMode;
 
 #[derive(Debug, Clone)]
 pub struct AddOptions {
@@ -112,7 +103,7 @@ pub struct ManagedAddr {
     pub address: Ipv6Addr,
     pub prefix_len: u8,
     pub dev: String,
-    pub state: AddrState,
+    pub state: fip_types::ReportedState,
     pub flags: AddrFlags,
     /// Remaining seconds; `null` is forever.
     pub valid_lft_s: Option<u32>,
@@ -339,6 +330,58 @@ impl AddressManager {
         })
     }
 
+    /// A manager whose every address write passes the daemon's lease gate.
+    pub fn gated(gate: Arc<crate::daemon::lease::Gate>) -> Result<Self, AgentError> {
+        let mut m = Self::new()?;
+        m.nl = m.nl.gated(gate);
+        Ok(m)
+    }
+
+    /// Checks that this kernel keeps the IFA_PROTO mark on addresses: adds
+    /// a marked ULA /128 to `lo` (no DAD, a 5 s lifetime as a backstop),
+    /// reads it back and deletes it. Kernels before 5.18 drop the mark; on
+    /// them the agent would take its own addresses for foreign ones.
+    pub async fn check_address_mark(&self) -> Result<(), AgentError> {
+        let nl = Netlink::new()?;
+        let lo = nl.link("lo").await?;
+        let probe = Ipv6Addr::new(
+            0xfd00,
+            0xf1f1,
+            0,
+            0,
+            0,
+            0,
+            (std::process::id() >> 16) as u16,
+            std::process::id() as u16,
+        );
+        let addr = FloatingAddr::new(probe, 128)?;
+        let read_back = match nl
+            .add(
+                &lo,
+                addr,
+                AddressFlags::Nodad,
+                Some(5),
+                FIP_ADDR_PROTO,
+                false,
+            )
+            .await
+        {
+            Ok(()) => {
+                let k = nl.find(lo.index, probe).await;
+                let _ = nl.del(&lo, probe, 128).await;
+                Some(k?.map(|k| k.proto))
+            }
+            // IPv6 off on `lo` (or the like): judge by the kernel's version.
+            Err(_) => None,
+        };
+        let release = kernel_release();
+        if address_mark_kept(read_back, &release) {
+            Ok(())
+        } else {
+            Err(AgentError::NoAddressMark { release })
+        }
+    }
+
     pub fn netlink(&self) -> &Netlink {
         &self.nl
     }
@@ -510,16 +553,23 @@ impl AddressManager {
             // cannot steal it from a live owner (docs/agent.md).
             let mut sent = 0;
             if na.count > 0 {
-                let mut a = self.announcer(dev, addr.addr(), true, false).await?;
-                match a.send_until(1, na.interval, |_| {}).await {
-                    Ok(n) => sent = n,
-                    // DAD can fail (or the address vanish) before the first
-                    // NA: then there is nothing to announce, and the verdict
-                    // below reports what happened.
+                // DAD can fail (or the address vanish: the kernel deletes
+                // a failed copy with finite lifetimes) before the first NA,
+                // even before the announcer is set up: then there is
+                // nothing to announce, and the verdict below reports what
+                // happened, with the defender's MAC.
+                match self.announcer(dev, addr.addr(), true, false).await {
+                    Ok(mut a) => {
+                        match a.send_until(1, na.interval, |_| {}).await {
+                            Ok(n) => sent = n,
+                            Err(AgentError::Dadfailed { .. } | AgentError::NotPresent { .. }) => {}
+                            Err(e) => return Err(e),
+                        }
+                        announcer = Some(a);
+                    }
                     Err(AgentError::Dadfailed { .. } | AgentError::NotPresent { .. }) => {}
                     Err(e) => return Err(e),
                 }
-                announcer = Some(a);
             }
             report(&pending.optimistic_outcome(), sent);
         }
@@ -619,7 +669,7 @@ impl AddressManager {
                 address: o.addr,
                 prefix_len: o.prefix_len,
                 dev: o.dev,
-                state: AddrState::from_flags(o.flags),
+                state: state_of(o.flags),
                 flags: o.flags,
                 valid_lft_s: o.valid_lft,
                 preferred_lft_s: o.preferred_lft,
@@ -715,6 +765,28 @@ impl AddressManager {
     }
 }
 
+/// The running kernel's release, e.g. `6.1.0-18-amd64`.
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Whether the kernel keeps the IFA_PROTO mark: by what a probe address
+/// read back (`Some(proto)`, `Some(None)` when it vanished), else by the
+/// release (5.18 added IFA_PROTO for IPv6).
+fn address_mark_kept(read_back: Option<Option<u8>>, release: &str) -> bool {
+    match read_back {
+        Some(proto) => proto == Some(FIP_ADDR_PROTO),
+        None => {
+            let mut parts = release.split(|c: char| !c.is_ascii_digit());
+            let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            (major, minor) >= (5, 18)
+        }
+    }
+}
+
 /// Preflight for one interface, on any netlink connection (the daemon's
 /// lease renewal uses its own, so it never queues behind address changes).
 pub async fn check(nl: &Netlink, dev: &str) -> Result<CheckReport, AgentError> {
@@ -758,5 +830,23 @@ fn current_add_flags(f: AddrFlags) -> AddressFlags {
         AddressFlags::Nodad
     } else {
         AddressFlags::empty()
+    }
+}
+
+#[cfg(test)]
+mod mark_tests {
+    use super::*;
+
+    /// Issue 10 item 7: a kernel that drops the mark is refused.
+    #[test]
+    fn the_address_mark_is_judged_by_the_probe_then_the_release() {
+        assert!(address_mark_kept(Some(Some(FIP_ADDR_PROTO)), "4.19.0"));
+        assert!(!address_mark_kept(Some(Some(0)), "6.1.0"));
+        assert!(!address_mark_kept(Some(None), "6.1.0"));
+        assert!(address_mark_kept(None, "5.18.0-1-amd64"));
+        assert!(address_mark_kept(None, "6.1.0-18-amd64"));
+        assert!(!address_mark_kept(None, "5.15.0-91-generic"));
+        assert!(!address_mark_kept(None, "4.19.0"));
+        assert!(!address_mark_kept(None, "unknown"));
     }
 }

@@ -18,10 +18,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// A 4xx other than 408/429: retrying the same request will not help.
+    /// The request never got an answer (connection refused or reset,
+    /// timeout).
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Self::Transport(_))
+    }
+
+    /// A 4xx other than 408/409/429: retrying the same request will not
+    /// help. (409 is a long poll superseded by a newer one.)
     pub fn is_client_error(&self) -> bool {
         matches!(self, Self::Status { status, .. }
-            if status.is_client_error() && status.as_u16() != 408 && status.as_u16() != 429)
+            if status.is_client_error() && !matches!(status.as_u16(), 408 | 409 | 429))
     }
 }
 
@@ -52,6 +59,12 @@ impl Api {
             // environment would only add a failure mode.
             .no_proxy()
             .connect_timeout(Duration::from_secs(2))
+            // fipd closes connections idle for 60 s; dropping ours well
+            // before means a request never races that close.
+            .pool_idle_timeout(Duration::from_secs(20))
+            // A peer that vanished (a partition) is noticed on an idle
+            // or long-polling connection, not only when a timeout runs out.
+            .tcp_keepalive(Duration::from_secs(5))
             .build()
             .map_err(ApiError::Transport)?;
         Ok(Self {

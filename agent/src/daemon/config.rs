@@ -103,14 +103,6 @@ pub struct Settings {
 pub const DEFAULT_RESYNC_S: u64 = 30;
 pub const DEFAULT_DAD_TIMEOUT_MS: u64 = 10_000;
 
-fn dad_of(d: fip_types::DadMode) -> DadMode {
-    match d {
-        fip_types::DadMode::Strict => DadMode::Strict,
-        fip_types::DadMode::Optimistic => DadMode::Optimistic,
-        fip_types::DadMode::Off => DadMode::Off,
-    }
-}
-
 impl Settings {
     /// Merges flags/env over the file (if any) and validates the result.
     /// Every error is a plain sentence for stderr.
@@ -176,7 +168,7 @@ impl Settings {
             api_url,
             token,
             networks,
-            dad: args.dad.map(DadMode::from).or(file.dad.map(dad_of)),
+            dad: args.dad.map(DadMode::from).or(file.dad),
             na_count: args.na_count.or(file.na_count),
             na_interval_ms: args.na_interval_ms.or(file.na_interval_ms),
             resync: Duration::from_secs(resync_s),

@@ -1,19 +1,22 @@
-//! The daemon's level-triggered reconcile loop: desired state vs. the
-//! kernel → plan → removals, then adds (each DAD in its own task) → reports;
-//! plus self-fencing when the lease runs out and lifetime refreshes when it
-//! is renewed.
+//! The daemon's level-triggered reconcile loop: it executes what
+//! [`crate::reconcile::decide`] decides. A pass stops the adds that are no
+//! longer wanted (and waits for them to end), reads the kernel, decides,
+//! removes, reports, then starts adds (each DAD in a task of its own).
+//! Lifetimes are refreshed when the lease is renewed. Self-fencing runs in
+//! a task of its own ([`super::fence`]); this loop only learns about it.
 //!
 //! Triggers (a new desired state, an address event, the resync timer, a
-//! retry timer, a finished add) only mark the loop dirty; every pass reads
-//! the whole desired state and the whole observed state again, so a missed
-//! or duplicated trigger costs at most one extra pass, never correctness.
+//! retry timer, a finished add, a fence) only mark the loop dirty; every
+//! pass reads the whole desired state and the whole observed state again,
+//! so a missed or duplicated trigger costs at most one extra pass, never
+//! correctness.
 
-use std::collections::{HashMap, HashSet};
-use std::net::Ipv6Addr;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fip_types::{DesiredAddress, DesiredState, Report, ReportedState};
+use fip_types::{Report, ReportedState};
+use futures_util::stream::{self, StreamExt};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -22,14 +25,14 @@ use uuid::Uuid;
 use super::backoff::{self, Jitter};
 use super::client::chain;
 use super::config::Settings;
-use super::Lease;
+use super::lease::{Gate, Lease, Standing};
+use super::{Fetched, Shared};
 use crate::addr::{FloatingAddr, Mac};
-use crate::manager::{AddOptions, AddOutcome, AddressManager, DadMode, NaOptions, Outcome};
-use crate::reconcile::plan::{plan, BlockReason, DesiredAddr, ObservedAddr};
-use crate::reconcile::status::AddrState;
-
-/// (interface, address): how the kernel, and the plan, key an address.
-type Key = (String, Ipv6Addr);
+use crate::error::AgentError;
+use crate::manager::{AddOptions, AddOutcome, AddressManager, NaOptions, Outcome};
+use crate::reconcile::decide::{
+    decide, wanted_keys, AddJob, AddTrack, DevView, Inputs, Key, Observation, Say,
+};
 
 /// A pass that could not read the kernel is retried this soon.
 const PASS_RETRY: Duration = Duration::from_secs(1);
@@ -38,11 +41,22 @@ const PASS_RETRY: Duration = Duration::from_secs(1);
 /// (see `Reconciler::run`); changes to what is wanted do not wait.
 const MIN_PASS_GAP: Duration = Duration::from_millis(50);
 
+/// Adds waiting for a DAD verdict at once (see `Reconciler::add_slots`).
+const MAX_PENDING_DAD: usize = 4096;
+
+/// Removals in flight at once.
+const PARALLEL_REMOVALS: usize = 32;
+
+/// Passes in a row that could not read a served interface before the agent
+/// stops renewing its lease: a host whose kernel cannot be read cannot
+/// confirm any move away from it, so it should fence rather than stay
+/// alive (docs/agent-daemon.md).
+const UNREADABLE_PASSES: u32 = 3;
+
 /// What an add task tells the loop.
 enum TaskEvent {
     /// The verdict, sent as soon as it is known: for `active` that is when
-    /// the first NA is out (the rest follow in the same task, in the
-    /// background of the loop).
+    /// the first NA is out (the rest follow in the same task).
     Verdict {
         generation: u64,
         key: Key,
@@ -64,6 +78,7 @@ struct Obs {
 }
 
 /// Whether an unchanged (state, revision) is sent again.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Send {
     /// Verdicts and `tentative`: each is a step fipd logs.
     Always,
@@ -76,7 +91,7 @@ struct InFlight {
     generation: u64,
     handle: JoinHandle<()>,
     /// DAD passed and the first NA is out; the task only sends more NAs.
-    active: bool,
+    announced: bool,
 }
 
 /// Retry state of one floating IP after a DAD failure or an error.
@@ -88,19 +103,24 @@ struct Retry {
 pub struct Reconciler {
     mgr: AddressManager,
     settings: Settings,
+    gate: Arc<Gate>,
+    shared: Arc<Shared>,
     lease_rx: watch::Receiver<Option<Lease>>,
-    desired_rx: watch::Receiver<Option<DesiredState>>,
+    desired_rx: watch::Receiver<Option<Fetched>>,
+    fence_rx: watch::Receiver<u64>,
     reports: mpsc::UnboundedSender<Report>,
     wake: Arc<Notify>,
     task_tx: mpsc::UnboundedSender<TaskEvent>,
     task_rx: mpsc::UnboundedReceiver<TaskEvent>,
 
-    desired: Option<DesiredState>,
+    desired: Option<Fetched>,
     lease: Option<Lease>,
-    /// The lease ran out: every managed address on served links is gone and
-    /// nothing is added until a renewal succeeds.
-    fenced: bool,
     in_flight: HashMap<Key, InFlight>,
+    /// The read number current when the last add of a key ended; see
+    /// [`crate::reconcile::decide::AddTrack::ended_at`].
+    ended_at: HashMap<Key, u64>,
+    /// The number of the newest kernel read.
+    seq: u64,
     next_generation: u64,
     retries: HashMap<Uuid, Retry>,
     jitter: Jitter,
@@ -108,6 +128,7 @@ pub struct Reconciler {
     /// state is not re-sent on every pass.
     last_reported: HashMap<Uuid, (ReportedState, i64)>,
     next_resync: Instant,
+    unreadable_passes: u32,
     /// Bounds adds waiting for a DAD verdict at once, so a desired state of
     /// tens of thousands of addresses does not hold that many tasks, kernel
     /// timers and reports in flight. Waiting costs little (events and
@@ -116,39 +137,49 @@ pub struct Reconciler {
     add_slots: Arc<tokio::sync::Semaphore>,
 }
 
-/// Adds waiting for a DAD verdict at once (see `Reconciler::add_slots`).
-const MAX_PENDING_DAD: usize = 4096;
+/// The channels the daemon wires a reconciler to.
+pub struct Wiring {
+    pub lease_rx: watch::Receiver<Option<Lease>>,
+    pub desired_rx: watch::Receiver<Option<Fetched>>,
+    pub fence_rx: watch::Receiver<u64>,
+    pub reports: mpsc::UnboundedSender<Report>,
+    pub wake: Arc<Notify>,
+}
 
 impl Reconciler {
     pub fn new(
         mgr: AddressManager,
         settings: Settings,
-        lease_rx: watch::Receiver<Option<Lease>>,
-        desired_rx: watch::Receiver<Option<DesiredState>>,
-        reports: mpsc::UnboundedSender<Report>,
-        wake: Arc<Notify>,
+        gate: Arc<Gate>,
+        shared: Arc<Shared>,
+        w: Wiring,
     ) -> Self {
         let (task_tx, task_rx) = mpsc::unbounded_channel();
         let next_resync = Instant::now() + settings.resync;
         Self {
             mgr,
             settings,
-            lease_rx,
-            desired_rx,
-            reports,
-            wake,
+            gate,
+            shared,
+            lease_rx: w.lease_rx,
+            desired_rx: w.desired_rx,
+            fence_rx: w.fence_rx,
+            reports: w.reports,
+            wake: w.wake,
             task_tx,
             task_rx,
             desired: None,
             lease: None,
-            fenced: false,
             in_flight: HashMap::new(),
+            ended_at: HashMap::new(),
+            seq: 0,
             next_generation: 0,
             retries: HashMap::new(),
             jitter: Jitter::new(),
-            add_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_DAD)),
             last_reported: HashMap::new(),
             next_resync,
+            unreadable_passes: 0,
+            add_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_DAD)),
         }
     }
 
@@ -181,7 +212,6 @@ impl Reconciler {
                     self.next_resync = self.next_resync.min(Instant::now() + PASS_RETRY);
                 }
             }
-            let fence_at = self.lease.filter(|_| !self.fenced).map(|l| l.expires_at());
             let retry_at = self.next_retry();
             tokio::select! {
                 // Cancel-safe: `changed` only waits; the value stays in the
@@ -196,6 +226,14 @@ impl Reconciler {
                     if r.is_err() { return 1; }
                     let lease = *self.lease_rx.borrow_and_update();
                     self.on_lease(lease).await;
+                    dirty = true;
+                }
+                // Cancel-safe: as above. The fence ran: every address is
+                // gone, so adds still running are moot.
+                r = self.fence_rx.changed() => {
+                    if r.is_err() { return 1; }
+                    self.fence_rx.borrow_and_update();
+                    self.stop_adds(None).await;
                     dirty = true;
                 }
                 // Cancel-safe: a notification not consumed here stays
@@ -219,19 +257,6 @@ impl Reconciler {
                 }
                 // Cancel-safe: recomputed from `self.retries` every iteration.
                 _ = sleep_opt(retry_at) => dirty = true,
-                // Cancel-safe: recomputed from `self.lease` every iteration.
-                _ = sleep_opt(fence_at) => {
-                    // A renewal may have landed in the watch at the same
-                    // moment; only fence if the newest lease ran out too.
-                    if self.lease_rx.has_changed().unwrap_or(false) {
-                        let lease = *self.lease_rx.borrow_and_update();
-                        self.on_lease(lease).await;
-                    }
-                    if self.lease.is_some_and(|l| l.expires_at() <= Instant::now()) {
-                        self.fence().await;
-                    }
-                    dirty = true;
-                }
                 // Cancel-safe: signal streams keep undelivered signals.
                 _ = term.recv() => {
                     tracing::info!("SIGTERM: exiting; managed addresses stay (a restart adopts them, lifetimes expire them otherwise)");
@@ -265,30 +290,29 @@ impl Reconciler {
             .map(|(_, d)| d.as_str())
     }
 
-    /// The kernel lifetime new and refreshed addresses get: the lease's,
-    /// or longer when this host holds many addresses (see
-    /// [`lifetime_for`]).
+    /// The kernel lifetime new and refreshed addresses get (see
+    /// [`Shared::lifetime_s`]).
     fn lifetime_s(&self) -> Option<u32> {
-        let held = self.desired.as_ref().map_or(0, |d| d.addresses.len());
-        self.lease.map(|l| lifetime_for(l.lifetime_s(), held))
+        self.lease.map(|l| self.shared.lifetime_s(l))
     }
 
-    /// A renewal succeeded: leave the fenced state if we were in it, and
-    /// push the kernel lifetimes of the addresses we hold forward.
+    /// A renewal succeeded: push the kernel lifetimes of the addresses we
+    /// hold forward. Every refresh passes the lease gate, like an add.
     async fn on_lease(&mut self, lease: Option<Lease>) {
         self.lease = lease;
         let Some(l) = lease else { return };
-        if self.fenced {
-            tracing::info!("lease regained: applying the desired state again");
-            self.fenced = false;
-        }
-        let Some(lifetime) = self.lifetime_s() else {
+        if !matches!(self.gate.standing(), Standing::Serving { .. }) {
             return;
-        };
+        }
+        let lifetime = self.shared.lifetime_s(l);
         // Only addresses that would run out before the lease just granted
         // need a refresh; with the lease's own lifetime that is all of them.
         let due = l.lifetime_s();
-        let wanted = self.wanted_keys();
+        let wanted = self
+            .desired
+            .as_ref()
+            .map(|d| wanted_keys(&d.state, &self.settings.networks))
+            .unwrap_or_default();
         for (_, dev) in self.settings.networks.clone() {
             let (Ok(link), Ok(held)) = (
                 self.mgr.link(&dev).await,
@@ -308,54 +332,250 @@ impl Reconciler {
                     continue;
                 };
                 // NLM_F_REPLACE: new lifetimes, no delete, no new DAD.
-                if let Err(e) = self
+                match self
                     .mgr
                     .refresh_lifetime_seen(&link, addr, o.flags, lifetime)
                     .await
                 {
-                    tracing::warn!(%addr, %dev, "lifetime refresh failed: {}", chain(&e));
-                }
-            }
-        }
-    }
-
-    /// Keys the current desired state asks this host to hold.
-    fn wanted_keys(&self) -> HashSet<Key> {
-        let Some(d) = &self.desired else {
-            return HashSet::new();
-        };
-        d.addresses
-            .iter()
-            .filter_map(|a| Some((self.dev_of(&a.network)?.to_owned(), a.address)))
-            .collect()
-    }
-
-    /// Self-fencing (design §5): the lease ran out by our own clock, so
-    /// fipd may already have handed our addresses to another host. Remove
-    /// every managed address on the served interfaces, now.
-    async fn fence(&mut self) {
-        tracing::warn!(
-            "lease expired without a successful renewal: removing every managed address (self-fencing)"
-        );
-        self.fenced = true;
-        for (_, f) in self.in_flight.drain() {
-            f.handle.abort();
-        }
-        for (_, dev) in self.settings.networks.clone() {
-            match self.mgr.list_managed(Some(&dev)).await {
-                Ok(held) => {
-                    for m in held {
-                        match self.mgr.remove(&dev, m.address, false).await {
-                            Ok(_) => tracing::warn!(addr = %m.address, %dev, "fenced: removed"),
-                            Err(e) => {
-                                tracing::error!(addr = %m.address, %dev, "fencing removal failed: {}", chain(&e))
-                            }
-                        }
+                    Ok(()) => {}
+                    Err(AgentError::LeaseExpired) => return,
+                    Err(e) => {
+                        tracing::warn!(%addr, %dev, "lifetime refresh failed: {}", chain(&e))
                     }
                 }
-                Err(e) => tracing::error!(%dev, "cannot list addresses to fence: {}", chain(&e)),
             }
         }
+    }
+
+    /// Stops the adds of the keys not in `keep` (all of them with `None`)
+    /// and waits until each task has really ended, stamping the end with
+    /// the current read number: a read that starts after this sees
+    /// whatever they did (their socket is the one reads use, and it keeps
+    /// the order of requests).
+    async fn stop_adds(&mut self, keep: Option<&HashSet<Key>>) {
+        let stop: Vec<Key> = self
+            .in_flight
+            .keys()
+            .filter(|k| keep.is_none_or(|keep| !keep.contains(*k)))
+            .cloned()
+            .collect();
+        for key in stop {
+            if let Some(f) = self.in_flight.remove(&key) {
+                f.handle.abort();
+                let _ = f.handle.await;
+                self.ended_at.insert(key, self.seq);
+            }
+        }
+    }
+
+    /// Reads every served interface (and, when a removal names a network
+    /// this agent does not serve, every other interface too).
+    async fn observe(&mut self, fetched: &Fetched) -> Observation {
+        self.seq += 1;
+        let mut obs = Observation {
+            seq: self.seq,
+            devs: BTreeMap::new(),
+            unserved: None,
+        };
+        for (_, dev) in self.settings.networks.clone() {
+            let view = match self.mgr.observed(Some(&dev)).await {
+                Ok(v) => DevView::Read(v),
+                Err(AgentError::NoSuchInterface(_)) => DevView::Vanished,
+                Err(e) => DevView::Unreadable(chain(&e)),
+            };
+            obs.devs.insert(dev, view);
+        }
+        let unserved = fetched
+            .state
+            .removals
+            .iter()
+            .any(|r| self.dev_of(&r.network).is_none());
+        if unserved {
+            let served: HashSet<&str> = self
+                .settings
+                .networks
+                .iter()
+                .map(|(_, d)| d.as_str())
+                .collect();
+            if let Ok(all) = self.mgr.observed(None).await {
+                obs.unserved = Some(
+                    all.into_iter()
+                        .filter(|o| !served.contains(o.dev.as_str()))
+                        .collect(),
+                );
+            }
+        }
+        obs
+    }
+
+    /// One reconcile pass. Returns false when the kernel could not be read
+    /// (the caller retries soon).
+    async fn pass(&mut self) -> bool {
+        // Nothing to act on before the first desired state; nothing before
+        // the first lease either: without one we may not hold addresses,
+        // and what we hold from a previous run is adopted once we have it
+        // (kernel lifetimes cover the gap).
+        let Some(fetched) = self.desired.clone() else {
+            return true;
+        };
+        let standing = self.gate.standing();
+        // Adds need a lease that is valid now, and a desired state fetched
+        // after this streak of renewals began: after a fence (or at start)
+        // an older one may name addresses fipd has moved away meanwhile.
+        let may_add = match standing {
+            Standing::Unleased => return true,
+            Standing::Serving { lease, since } => {
+                super::lease::BootInstant::now() < lease.expires_at() && fetched.sent_at >= since
+            }
+            Standing::Fencing { .. } | Standing::Fenced => false,
+        };
+        let desired = &fetched.state;
+        self.shared.set_held(desired.addresses.len());
+
+        // 1. Stop adds no longer wanted, and let them end, before reading:
+        // a removal is confirmed only from a read after every add of that
+        // address ended (reconcile::decide).
+        let wanted = wanted_keys(desired, &self.settings.networks);
+        self.stop_adds(Some(&wanted)).await;
+
+        // 2. Read the kernel.
+        let obs = self.observe(&fetched).await;
+        self.shared.observe_lifetimes(&obs);
+
+        // 3. Decide.
+        let now = Instant::now();
+        let wanted_ids: HashSet<Uuid> =
+            desired.addresses.iter().map(|d| d.floating_ip_id).collect();
+        self.retries.retain(|id, _| wanted_ids.contains(id));
+        let removal_ids: HashSet<Uuid> =
+            desired.removals.iter().map(|r| r.floating_ip_id).collect();
+        self.last_reported
+            .retain(|id, _| wanted_ids.contains(id) || removal_ids.contains(id));
+        let backing_off: HashSet<Uuid> = self
+            .retries
+            .iter()
+            .filter(|(_, r)| r.next_at > now)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut adds: HashMap<Key, AddTrack> = HashMap::new();
+        for (k, f) in &self.in_flight {
+            adds.insert(
+                k.clone(),
+                AddTrack {
+                    in_flight: true,
+                    announced: f.announced,
+                    ended_at: None,
+                },
+            );
+        }
+        for (k, e) in &self.ended_at {
+            adds.entry(k.clone()).or_default().ended_at = Some(*e);
+        }
+        let lifetime = self.lifetime_s();
+        let d = decide(&Inputs {
+            desired,
+            networks: &self.settings.networks,
+            may_add,
+            obs: &obs,
+            adds: &adds,
+            backing_off: &backing_off,
+            lifetime_s: lifetime,
+        });
+        // Ends older than this read are settled for good.
+        self.ended_at.retain(|_, e| *e >= obs.seq);
+
+        // A host whose kernel cannot be read stops renewing (and so fences)
+        // rather than stay alive while no move away from it can finish.
+        if d.unreadable.is_empty() {
+            self.unreadable_passes = 0;
+            self.shared.set_kernel_ok(true);
+        } else {
+            self.unreadable_passes += 1;
+            for (dev, e) in &d.unreadable {
+                tracing::warn!(%dev, "cannot read addresses: {e}");
+            }
+            if self.unreadable_passes >= UNREADABLE_PASSES {
+                self.shared.set_kernel_ok(false);
+            }
+        }
+
+        // 4. Removals first (design §4 step 2), pipelined; each confirms
+        // its removals once the kernel no longer holds the address.
+        let mgr = self.mgr.clone();
+        let results: Vec<_> = stream::iter(d.remove.clone())
+            .map(|r| {
+                let mgr = mgr.clone();
+                async move {
+                    let res = mgr.remove(&r.addr.dev, r.addr.addr, false).await;
+                    (r, res)
+                }
+            })
+            .buffer_unordered(PARALLEL_REMOVALS)
+            .collect()
+            .await;
+        for (r, res) in results {
+            match res {
+                Ok(_) => {
+                    tracing::info!(addr = %r.addr.addr, dev = %r.addr.dev, "removed");
+                    for (id, rev) in &r.confirms {
+                        self.report(
+                            *id,
+                            *rev,
+                            ReportedState::Absent,
+                            Obs::default(),
+                            Send::IfChanged,
+                        );
+                    }
+                }
+                Err(e) => {
+                    let e = chain(&e);
+                    tracing::warn!(addr = %r.addr.addr, dev = %r.addr.dev, "removal failed: {e}");
+                    for (id, rev) in &r.confirms {
+                        self.report(
+                            *id,
+                            *rev,
+                            ReportedState::Error,
+                            Obs {
+                                detail: Some(format!("removal failed: {e}")),
+                                ..Obs::default()
+                            },
+                            Send::IfChanged,
+                        );
+                    }
+                }
+            }
+        }
+
+        // 5. What the read showed.
+        for Say {
+            id,
+            revision,
+            state,
+            detail,
+        } in d.say
+        {
+            let adopted = state == ReportedState::Active;
+            let sent = self.report(
+                id,
+                revision,
+                state,
+                Obs {
+                    detail,
+                    ..Obs::default()
+                },
+                Send::IfChanged,
+            );
+            if sent && adopted {
+                tracing::info!(%id, revision, adopted = true, "active");
+            }
+        }
+
+        // 6. Additions, each in its own task so DAD runs concurrently and
+        // the loop stays responsive (a move away must not wait for a DAD).
+        for job in d.add {
+            self.spawn_add(job);
+        }
+        d.unreadable.is_empty()
     }
 
     /// Queues a report for the reporter task. With `Send::IfChanged` a
@@ -369,9 +589,7 @@ impl Reconciler {
         obs: Obs,
         when: Send,
     ) -> bool {
-        if matches!(when, Send::IfChanged)
-            && self.last_reported.get(&id) == Some(&(state, revision))
-        {
+        if when == Send::IfChanged && self.last_reported.get(&id) == Some(&(state, revision)) {
             return false;
         }
         self.last_reported.insert(id, (state, revision));
@@ -414,6 +632,7 @@ impl Reconciler {
     fn current_revision(&self, id: Uuid) -> Option<i64> {
         self.desired
             .as_ref()?
+            .state
             .addresses
             .iter()
             .find(|a| a.floating_ip_id == id)
@@ -435,15 +654,13 @@ impl Reconciler {
                     return false;
                 }
                 // The address is still wanted here (else the task would have
-                // been aborted), so the verdict holds for the floating IP's
-                // current revision even if it moved on during DAD (e.g. a
-                // description change, or a move away and back that this host
-                // never acted on).
+                // been stopped), so the verdict holds for the floating IP's
+                // current revision even if it moved on during DAD.
                 let revision = self.current_revision(id).unwrap_or(revision);
                 match result {
                     Ok((o, na_sent)) if o.outcome == Outcome::Active => {
                         if let Some(f) = self.in_flight.get_mut(&key) {
-                            f.active = true;
+                            f.announced = true;
                         }
                         tracing::info!(addr = %key.1, dev = %key.0, dad_ms = ?o.dad_ms, na_sent, adopted = !o.changed, "active");
                         self.retries.remove(&id);
@@ -499,281 +716,18 @@ impl Reconciler {
             TaskEvent::Finished { generation, key } => {
                 if self.in_flight.get(&key).map(|f| f.generation) == Some(generation) {
                     self.in_flight.remove(&key);
+                    self.ended_at.insert(key, self.seq);
                 }
                 true
             }
         }
     }
 
-    /// One reconcile pass. Returns false when the kernel could not be read
-    /// (the caller retries soon).
-    async fn pass(&mut self) -> bool {
-        // Nothing to act on before the first desired state; nothing to act
-        // on before the first lease either: without one we may not hold
-        // addresses, and what we hold from a previous run is adopted once
-        // we have it (kernel lifetimes cover the gap).
-        let Some(desired) = self.desired.clone() else {
-            return true;
-        };
-        if self.lease.is_none() {
-            return true;
-        }
-        let mut observed: Vec<ObservedAddr> = Vec::new();
-        for (_, dev) in self.settings.networks.clone() {
-            match self.mgr.observed(Some(&dev)).await {
-                Ok(v) => observed.extend(v),
-                Err(e) => {
-                    tracing::warn!(%dev, "cannot read addresses: {}", chain(&e));
-                    return false;
-                }
-            }
-        }
-        let lifetime = self.lifetime_s();
-
-        // Desired entries this agent can apply; the rest are reported.
-        let mut want: Vec<DesiredAddr> = Vec::new();
-        let mut meta: HashMap<Key, DesiredAddress> = HashMap::new();
-        for d in &desired.addresses {
-            let Some(dev) = self.dev_of(&d.network).map(str::to_owned) else {
-                let served: Vec<&str> = self
-                    .settings
-                    .networks
-                    .iter()
-                    .map(|(n, _)| n.as_str())
-                    .collect();
-                self.report(
-                    d.floating_ip_id,
-                    d.revision,
-                    ReportedState::Error,
-                    Obs {
-                        detail: Some(format!(
-                            "network {} is not served by this agent (it serves: {})",
-                            d.network,
-                            served.join(", ")
-                        )),
-                        ..Obs::default()
-                    },
-                    Send::IfChanged,
-                );
-                continue;
-            };
-            let addr = match FloatingAddr::new(d.address, d.prefix_len) {
-                Ok(a) => a,
-                Err(e) => {
-                    self.report(
-                        d.floating_ip_id,
-                        d.revision,
-                        ReportedState::Error,
-                        Obs {
-                            detail: Some(e.to_string()),
-                            ..Obs::default()
-                        },
-                        Send::IfChanged,
-                    );
-                    continue;
-                }
-            };
-            if !self.fenced {
-                want.push(DesiredAddr {
-                    dev: dev.clone(),
-                    addr,
-                    lifetime_s: lifetime,
-                });
-            }
-            meta.insert((dev, d.address), d.clone());
-        }
-        let wanted_ids: HashSet<Uuid> =
-            desired.addresses.iter().map(|d| d.floating_ip_id).collect();
-        self.retries.retain(|id, _| wanted_ids.contains(id));
-        // Forget what was reported for floating IPs fipd no longer mentions,
-        // so the map does not grow with every address this host ever held.
-        let removal_ids: HashSet<Uuid> =
-            desired.removals.iter().map(|r| r.floating_ip_id).collect();
-        self.last_reported
-            .retain(|id, _| wanted_ids.contains(id) || removal_ids.contains(id));
-
-        let mut p = plan(&want, &observed);
-        // Lifetimes are refreshed on lease renewal, not on every pass: a
-        // refresh is itself an address event, which would wake the loop again.
-        for k in &mut p.unchanged {
-            k.refresh_lifetime = false;
-        }
-        let wanted: HashSet<Key> = want
-            .iter()
-            .map(|d| (d.dev.clone(), d.addr.addr()))
-            .collect();
-        // An add whose address is no longer wanted stops here (its DAD
-        // watch and NA train with it) before the address is removed.
-        self.in_flight.retain(|k, f| {
-            let keep = wanted.contains(k);
-            if !keep {
-                f.handle.abort();
-            }
-            keep
-        });
-
-        // Removals first (design §4 step 2), one by one, each confirmed.
-        let mut still_held: HashSet<Key> = observed
-            .iter()
-            .filter(|o| o.managed)
-            .map(|o| (o.dev.clone(), o.addr))
-            .collect();
-        let mut failed: HashMap<Key, String> = HashMap::new();
-        for o in &p.to_remove {
-            let key = (o.dev.clone(), o.addr);
-            // A wanted address with an add in flight belongs to that task:
-            // a dadfailed copy is its DAD verdict, and the task deletes it
-            // after reading the defender (removing it here would turn the
-            // verdict into "removed during DAD").
-            if self.in_flight.contains_key(&key) {
-                continue;
-            }
-            match self.mgr.remove(&o.dev, o.addr, false).await {
-                Ok(_) => {
-                    tracing::info!(addr = %o.addr, dev = %o.dev, "removed");
-                    still_held.remove(&key);
-                }
-                Err(e) => {
-                    tracing::warn!(addr = %o.addr, dev = %o.dev, "removal failed: {}", chain(&e));
-                    failed.insert(key, chain(&e));
-                }
-            }
-        }
-        // Confirm removals fipd asked for: `absent` at the removal's
-        // revision once the kernel no longer holds it (also when it never
-        // did). An address wanted again on this host is not confirmed.
-        for r in &desired.removals {
-            let Some(dev) = self.dev_of(&r.network).map(str::to_owned) else {
-                self.report(
-                    r.floating_ip_id,
-                    r.revision,
-                    ReportedState::Absent,
-                    Obs {
-                        detail: Some(format!("network {} is not served here", r.network)),
-                        ..Obs::default()
-                    },
-                    Send::IfChanged,
-                );
-                continue;
-            };
-            let key = (dev, r.address);
-            if wanted.contains(&key) || wanted_ids.contains(&r.floating_ip_id) {
-                continue;
-            }
-            if let Some(err) = failed.get(&key) {
-                self.report(
-                    r.floating_ip_id,
-                    r.revision,
-                    ReportedState::Error,
-                    Obs {
-                        detail: Some(format!("removal failed: {err}")),
-                        ..Obs::default()
-                    },
-                    Send::IfChanged,
-                );
-            } else if !still_held.contains(&key) {
-                self.report(
-                    r.floating_ip_id,
-                    r.revision,
-                    ReportedState::Absent,
-                    Obs::default(),
-                    Send::IfChanged,
-                );
-            }
-        }
-        if self.fenced {
-            return true;
-        }
-
-        // Additions: each in its own task so DAD runs concurrently and the
-        // loop stays responsive (a move away must not wait for a DAD).
-        let now = Instant::now();
-        for d in &p.to_add {
-            let key = (d.dev.clone(), d.addr.addr());
-            if self.in_flight.contains_key(&key) || failed.contains_key(&key) {
-                continue;
-            }
-            let Some(m) = meta.get(&key).cloned() else {
-                continue;
-            };
-            if self
-                .retries
-                .get(&m.floating_ip_id)
-                .is_some_and(|r| r.next_at > now)
-            {
-                continue;
-            }
-            self.spawn_add(key, d.addr, &m);
-        }
-        for k in &p.unchanged {
-            let key = (k.desired.dev.clone(), k.desired.addr.addr());
-            // An add still waiting for its verdict reports itself; one that
-            // only sends further NAs is as good as adopted (this matters
-            // when the revision moved on meanwhile).
-            let in_flight = self.in_flight.get(&key).map(|f| f.active);
-            if in_flight == Some(false) {
-                continue;
-            }
-            let Some(m) = meta.get(&key).cloned() else {
-                continue;
-            };
-            match k.state {
-                // Still tentative from an earlier run (or an add we lost
-                // track of): wait for its verdict rather than restart DAD.
-                AddrState::Tentative if in_flight.is_none() => {
-                    self.spawn_add(key, k.desired.addr, &m)
-                }
-                AddrState::Tentative => {}
-                // Already right: adopt it as is (no DAD, so no dad_ms).
-                _ => {
-                    if self.report(
-                        m.floating_ip_id,
-                        m.revision,
-                        ReportedState::Active,
-                        Obs::default(),
-                        Send::IfChanged,
-                    ) {
-                        tracing::info!(addr = %key.1, dev = %key.0, revision = m.revision, adopted = true, "active");
-                    }
-                }
-            }
-        }
-        for b in &p.blocked {
-            let key = (b.desired.dev.clone(), b.desired.addr.addr());
-            let Some(m) = meta.get(&key).cloned() else {
-                continue;
-            };
-            let detail = match b.reason {
-                BlockReason::Foreign => format!(
-                    "{} is on {} of this host but not managed by fip-agent (no IFA_PROTO 0xf1 mark); not touching it",
-                    key.1, key.0
-                ),
-                BlockReason::ConflictingDesired => {
-                    "the desired state lists this address twice with different settings".into()
-                }
-            };
-            self.report(
-                m.floating_ip_id,
-                m.revision,
-                ReportedState::Error,
-                Obs {
-                    detail: Some(detail),
-                    ..Obs::default()
-                },
-                Send::IfChanged,
-            );
-        }
-        true
-    }
-
     /// Starts one add: reports `tentative` (DAD is about to start), then
     /// adds, waits for the verdict and announces in a task of its own.
-    fn spawn_add(&mut self, key: Key, addr: FloatingAddr, d: &DesiredAddress) {
-        let dad = self.settings.dad.unwrap_or(match d.dad {
-            fip_types::DadMode::Strict => DadMode::Strict,
-            fip_types::DadMode::Optimistic => DadMode::Optimistic,
-            fip_types::DadMode::Off => DadMode::Off,
-        });
+    fn spawn_add(&mut self, job: AddJob) {
+        let d = &job.desired;
+        let dad = self.settings.dad.unwrap_or(d.dad);
         let na = NaOptions {
             count: self.settings.na_count.unwrap_or(d.na_count),
             interval: Duration::from_millis(
@@ -786,20 +740,24 @@ impl Reconciler {
             lifetime_s: self.lifetime_s(),
         };
         let (id, revision) = (d.floating_ip_id, d.revision);
-        self.report(
-            id,
-            revision,
-            ReportedState::Tentative,
-            Obs::default(),
-            Send::Always,
-        );
+        if !job.adopt_tentative {
+            self.report(
+                id,
+                revision,
+                ReportedState::Tentative,
+                Obs::default(),
+                Send::Always,
+            );
+        }
         self.next_generation += 1;
         let generation = self.next_generation;
         let mgr = self.mgr.clone();
         let tx = self.task_tx.clone();
-        let k = key.clone();
+        let key = job.key.clone();
+        let addr = job.addr;
         tracing::info!(%addr, dev = %key.0, ?dad, "adding");
         let slots = self.add_slots.clone();
+        let k = key.clone();
         let handle = tokio::spawn(async move {
             // Held until the verdict; the rest of the NA train needs no slot.
             // Cancel-safe: aborting the task while queued drops nothing else.
@@ -824,6 +782,9 @@ impl Reconciler {
                 })
                 .await;
             match res {
+                // The lease ran out under it: the fence handles the rest,
+                // and there is nothing to tell fipd.
+                Err(AgentError::LeaseExpired) if !verdict_sent => {}
                 Err(e) if !verdict_sent => {
                     let _ = tx.send(TaskEvent::Verdict {
                         generation,
@@ -834,7 +795,7 @@ impl Reconciler {
                     });
                 }
                 // The verdict went out; a later NA failed (the address was
-                // removed meanwhile, e.g. by a move away).
+                // removed meanwhile, e.g. by a move away or the fence).
                 Err(e) => tracing::debug!(%addr, "NA train ended early: {}", chain(&e)),
                 Ok(_) => {}
             }
@@ -845,52 +806,15 @@ impl Reconciler {
             InFlight {
                 generation,
                 handle,
-                active: false,
+                announced: false,
             },
         );
     }
-}
-
-/// Kernel time a lifetime refresh may take per address held, as a bound
-/// for the lifetime: each refresh makes the kernel walk every address of
-/// the host (about 1.4 ms each with 10,000 held), so refreshing all of them
-/// on every renewal grows with the square of their number and, past a few
-/// thousand, takes longer than the lease. A longer lifetime is refreshed
-/// less often: 40 ms per address keeps refreshing under ~4 % of the time.
-const LIFETIME_PER_ADDRESS_MS: u64 = 40;
-
-/// The lease's lifetime, raised to `held` × [`LIFETIME_PER_ADDRESS_MS`]. The
-/// cost: an agent that dies without fencing leaves its addresses in the
-/// kernel that long (the next host's DAD then fails and is retried).
-fn lifetime_for(lease_s: u32, held: usize) -> u32 {
-    let scaled = (held as u64)
-        .saturating_mul(LIFETIME_PER_ADDRESS_MS)
-        .div_ceil(1000);
-    lease_s.max(scaled.min(u64::from(u32::MAX - 1)) as u32)
 }
 
 async fn sleep_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lifetime_for;
-
-    #[test]
-    fn few_addresses_live_as_long_as_the_lease() {
-        assert_eq!(lifetime_for(10, 0), 10);
-        assert_eq!(lifetime_for(10, 1), 10);
-        assert_eq!(lifetime_for(10, 250), 10);
-    }
-
-    #[test]
-    fn many_addresses_get_a_lifetime_that_grows_with_their_number() {
-        assert_eq!(lifetime_for(10, 251), 11);
-        assert_eq!(lifetime_for(10, 10_000), 400);
-        assert_eq!(lifetime_for(1, usize::MAX), u32::MAX - 1);
     }
 }

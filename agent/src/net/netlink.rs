@@ -177,6 +177,10 @@ pub(crate) fn map_error(op: &'static str, dev: &str, e: rtnetlink::Error) -> Age
 #[derive(Clone)]
 pub struct Netlink {
     handle: Handle,
+    /// When set, every address write (add, lifetime refresh) first asks
+    /// the daemon's lease gate and holds its permit until the kernel
+    /// answered (docs/agent-daemon.md).
+    gate: Option<Arc<crate::daemon::lease::Gate>>,
     /// Requests outstanding on the socket. The kernel runs each request's
     /// handler inside the send, and the connection sends everything queued
     /// in one go: thousands of queued adds (each one walks the interface's
@@ -197,8 +201,33 @@ impl Netlink {
         tokio::spawn(conn);
         Ok(Self {
             handle,
+            gate: None,
             outstanding: Arc::new(Semaphore::new(MAX_OUTSTANDING)),
         })
+    }
+
+    /// This socket, with every address write passing `gate` first.
+    pub fn gated(mut self, gate: Arc<crate::daemon::lease::Gate>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Returns once the kernel has handled every request queued on this
+    /// socket before the call: the connection sends requests in order and
+    /// the kernel handles each inside its send, so the answer to a later
+    /// request proves the earlier ones are done (also those of futures
+    /// that were dropped after queueing theirs).
+    pub async fn barrier(&self) -> Result<(), AgentError> {
+        let _turn = self.turn().await;
+        self.handle
+            .link()
+            .get()
+            .match_index(1)
+            .execute()
+            .try_next()
+            .await
+            .map_err(|e| map_error("read the loopback interface", "lo", e))?;
+        Ok(())
     }
 
     /// A turn to talk to the kernel (see `Netlink::outstanding`).
@@ -342,6 +371,12 @@ impl Netlink {
             msg.attributes.push(AddressAttribute::CacheInfo(ci));
         }
         let req = if replace { req.replace() } else { req };
+        // The permit is held until the kernel answered, so a fence that
+        // closes the gate never starts while this write is under way.
+        let _permit = match &self.gate {
+            Some(g) => Some(g.write_permit().await.ok_or(AgentError::LeaseExpired)?),
+            None => None,
+        };
         let _turn = self.turn().await;
         req.execute()
             .await

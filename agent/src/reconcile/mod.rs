@@ -1,5 +1,7 @@
-//! The reconciler core: a pure plan, an apply step, and per-address status.
+//! The reconciler's decisions, free of I/O so every rule is unit-tested:
+//! the per-address diff ([`plan`]), the whole pass ([`decide`]), and what
+//! kernel flags mean ([`status`]).
 
-pub mod apply;
+pub mod decide;
 pub mod plan;
 pub mod status;

@@ -12,7 +12,9 @@ use serde::Serialize;
 
 use crate::addr::FloatingAddr;
 use crate::net::netlink::AddrFlags;
-use crate::reconcile::status::AddrState;
+use fip_types::ReportedState;
+
+use crate::reconcile::status::state_of;
 
 /// An address the controller wants on an interface of this host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -41,7 +43,7 @@ pub struct Kept {
     pub desired: DesiredAddr,
     /// `active`, or `tentative` while an earlier DAD run is still going
     /// (waiting beats restarting DAD).
-    pub state: AddrState,
+    pub state: ReportedState,
     /// Re-set lifetimes in place (no DAD) because the desired entry has one.
     pub refresh_lifetime: bool,
 }
@@ -158,7 +160,7 @@ pub fn plan(desired: &[DesiredAddr], observed: &[ObservedAddr]) -> Plan {
             }
             Some(o) => out.unchanged.push(Kept {
                 desired: (*d).clone(),
-                state: AddrState::from_flags(o.flags),
+                state: state_of(o.flags),
                 refresh_lifetime: d.lifetime_s.is_some(),
             }),
         }
@@ -236,7 +238,7 @@ mod tests {
             p.unchanged,
             vec![Kept {
                 desired: want("eth0", X),
-                state: AddrState::Active,
+                state: ReportedState::Active,
                 refresh_lifetime: false
             }]
         );
@@ -258,7 +260,7 @@ mod tests {
             &[seen("eth0", X, 128, F::Tentative, true)],
         );
         assert!(p.to_add.is_empty() && p.to_remove.is_empty());
-        assert_eq!(p.unchanged[0].state, AddrState::Tentative);
+        assert_eq!(p.unchanged[0].state, ReportedState::Tentative);
     }
 
     #[test]
@@ -267,7 +269,7 @@ mod tests {
             &[want("eth0", X)],
             &[seen("eth0", X, 128, F::Tentative | F::Optimistic, true)],
         );
-        assert_eq!(p.unchanged[0].state, AddrState::Tentative);
+        assert_eq!(p.unchanged[0].state, ReportedState::Tentative);
         assert!(p.to_add.is_empty());
     }
 
@@ -277,7 +279,7 @@ mod tests {
             &[want("eth0", X)],
             &[seen("eth0", X, 128, F::Nodad | F::Permanent, true)],
         );
-        assert_eq!(p.unchanged[0].state, AddrState::Active);
+        assert_eq!(p.unchanged[0].state, ReportedState::Active);
     }
 
     #[test]
@@ -430,7 +432,7 @@ mod tests {
         struct Expect {
             remove: bool,
             add: bool,
-            kept: Option<(AddrState, bool)>,
+            kept: Option<(ReportedState, bool)>,
             blocked: bool,
         }
         let obs_all = [
@@ -488,11 +490,11 @@ mod tests {
                         ..none
                     },
                     (_, Obs::Healthy | Obs::Nodad) => Expect {
-                        kept: Some((AddrState::Active, lft)),
+                        kept: Some((ReportedState::Active, lft)),
                         ..none
                     },
                     (_, Obs::Tentative | Obs::Optimistic) => Expect {
-                        kept: Some((AddrState::Tentative, lft)),
+                        kept: Some((ReportedState::Tentative, lft)),
                         ..none
                     },
                 };

@@ -14,4 +14,3 @@ mod idempotence;
 mod lifetimes;
 mod moves;
 mod optimistic;
-mod reconcile;

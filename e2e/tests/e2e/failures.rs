@@ -143,7 +143,7 @@ async fn t4_failover_to_the_standby_when_a_is_cut_off() {
                 .as_ref()
                 .unwrap()
                 .log_text()
-                .contains("lease regained")
+                .contains("a new lease: fetching the desired state again")
         },
     );
     assert!(!c.topo.a.has_addr(F));
