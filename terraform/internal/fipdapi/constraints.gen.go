@@ -15,12 +15,19 @@ var SchemaConstraints = map[string]map[string]Constraint{
 	"FloatingIp": {
 		"status": Constraint{Enum: []string{"DOWN", "PENDING", "ACTIVE", "ERROR"}},
 	},
+	"LeaseRequest": {
+		"kernel_lifetime_max_ms": Constraint{Minimum: ptr(float64(0))},
+	},
 	"LeaseResponse": {
 		"lease_ttl_ms":   Constraint{Minimum: ptr(float64(0))},
 		"renew_after_ms": Constraint{Minimum: ptr(float64(0))},
 	},
 	"Problem": {
 		"status": Constraint{Minimum: ptr(float64(0))},
+	},
+	"QuotaUpdate": {
+		"floating_ips": Constraint{Minimum: ptr(float64(0))},
+		"instances":    Constraint{Minimum: ptr(float64(0))},
 	},
 	"Report": {
 		"dad_ms":  Constraint{Minimum: ptr(float64(0))},

@@ -294,11 +294,22 @@ type InstanceUpdate struct {
 
 // LeaseRequest `POST /v1/agent/lease`: renew the host's lease and describe the agent.
 type LeaseRequest struct {
-	AgentVersion string `json:"agent_version"`
+	AgentVersion string                     `json:"agent_version"`
+	DadOverride  nullable.Nullable[DadMode] `json:"dad_override,omitempty"`
 
 	// Findings Warnings from the agent's preflight check of its interfaces.
-	Findings *[]string       `json:"findings,omitempty"`
-	Networks []ServedNetwork `json:"networks"`
+	Findings *[]string `json:"findings,omitempty"`
+
+	// KernelLifetimeMaxMs The longest kernel lifetime (valid_lft), in ms, that any address
+	// this agent manages has now or will be given before its next
+	// successful renewal. Every copy it holds therefore expires in the
+	// kernel by itself no later than this long after the lease runs out,
+	// even if the agent hangs; fipd uses it to decide when a host that
+	// stopped renewing can no longer hold anything (docs/protocol.md).
+	// Absent: the agent does not say, and fipd never assumes its copies
+	// expired.
+	KernelLifetimeMaxMs nullable.Nullable[int64] `json:"kernel_lifetime_max_ms,omitempty"`
+	Networks            []ServedNetwork          `json:"networks"`
 }
 
 // LeaseResponse The lease the host now holds.
@@ -340,7 +351,7 @@ type PageEvent struct {
 	Items []struct {
 		At time.Time `json:"at"`
 
-		// Detail Event-specific facts.
+		// Detail Event-specific facts (of the last occurrence, when repeated).
 		Detail map[string]interface{} `json:"detail"`
 
 		// Host The host the event concerns, if any.
@@ -349,6 +360,14 @@ type PageEvent struct {
 
 		// Kind What happened, e.g. `allocated`, `associated`, `deleted`.
 		Kind string `json:"kind"`
+
+		// LastAt When the step last happened, if it repeated.
+		LastAt nullable.Nullable[time.Time] `json:"last_at,omitempty"`
+
+		// Repeats How many times this step happened in a row: an agent retrying a
+		// DAD conflict logs one `dad_started` and one `dad_failed` event
+		// with a count rather than two new events per attempt.
+		Repeats int64 `json:"repeats"`
 
 		// Revision The floating IP's revision the event belongs to.
 		Revision int64 `json:"revision"`
@@ -458,6 +477,20 @@ type PagePool struct {
 	NextPageToken nullable.Nullable[string] `json:"next_page_token,omitempty"`
 }
 
+// PageQuota A page of results. Pass `next_page_token` back as `page_token` for the
+// next page; it is absent on the last page.
+type PageQuota struct {
+	Items []struct {
+		// FloatingIps One resource's limit and current use in a project.
+		FloatingIps QuotaUsage `json:"floating_ips"`
+
+		// Instances One resource's limit and current use in a project.
+		Instances QuotaUsage `json:"instances"`
+		ProjectId string     `json:"project_id"`
+	} `json:"items"`
+	NextPageToken nullable.Nullable[string] `json:"next_page_token,omitempty"`
+}
+
 // PageToken A page of results. Pass `next_page_token` back as `page_token` for the
 // next page; it is absent on the last page.
 type PageToken struct {
@@ -526,6 +559,35 @@ type Problem struct {
 
 	// Type A URI naming the problem type: `urn:fipd:problem:<code>`.
 	Type string `json:"type"`
+}
+
+// Quota A project's quota: what it may create, and what it has.
+type Quota struct {
+	// FloatingIps One resource's limit and current use in a project.
+	FloatingIps QuotaUsage `json:"floating_ips"`
+
+	// Instances One resource's limit and current use in a project.
+	Instances QuotaUsage `json:"instances"`
+	ProjectId string     `json:"project_id"`
+}
+
+// QuotaUpdate A project's own limits. For each: a number (0 or more), `null` for
+// unlimited, or leave it out to use fipd's default.
+type QuotaUpdate struct {
+	FloatingIps nullable.Nullable[int64] `json:"floating_ips,omitempty"`
+	Instances   nullable.Nullable[int64] `json:"instances,omitempty"`
+}
+
+// QuotaUsage One resource's limit and current use in a project.
+type QuotaUsage struct {
+	// Default The limit is fipd's default, not one set for this project.
+	Default bool `json:"default"`
+
+	// Limit At most this many; `null` is unlimited.
+	Limit nullable.Nullable[int64] `json:"limit,omitempty"`
+
+	// Used How many the project has now.
+	Used int64 `json:"used"`
 }
 
 // RemovalRequest An address the host must remove and confirm (a move away or a delete).
@@ -707,6 +769,15 @@ type PoolCreateParams struct {
 	IdempotencyKey *string `json:"Idempotency-Key,omitempty"`
 }
 
+// QuotaListParams defines parameters for QuotaList.
+type QuotaListParams struct {
+	// Limit Page size, 1 to 1000 (default 100).
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken `next_page_token` of the previous page.
+	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+}
+
 // TokenListParams defines parameters for TokenList.
 type TokenListParams struct {
 	// Limit Page size, 1 to 1000 (default 100).
@@ -751,6 +822,9 @@ type NetworkUpdateJSONRequestBody = NetworkUpdate
 
 // PoolCreateJSONRequestBody defines body for PoolCreate for application/json ContentType.
 type PoolCreateJSONRequestBody = PoolCreate
+
+// QuotaUpdateJSONRequestBody defines body for QuotaUpdate for application/json ContentType.
+type QuotaUpdateJSONRequestBody = QuotaUpdate
 
 // TokenCreateJSONRequestBody defines body for TokenCreate for application/json ContentType.
 type TokenCreateJSONRequestBody = TokenCreate
