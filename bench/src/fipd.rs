@@ -1,11 +1,12 @@
-//! A fipd process under test: started, addressed, measured, stopped.
+//! A fipd process under test (started by the kit, fip-testkit):
+//! addressed, measured, stopped.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
+use fip_testkit::{FipdSpec, Proc};
 
 pub const ADMIN: &str = "bench-admin-token";
 
@@ -14,34 +15,16 @@ pub const ADMIN: &str = "bench-admin-token";
 /// (The kernel sends it when the spawning *thread* exits: spawn only from
 /// threads that live as long as the run, as the main thread does.)
 pub fn die_with_us(cmd: &mut Command) -> &mut Command {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        })
-    }
+    fip_testkit::proc::die_with_parent(cmd, libc::SIGTERM)
 }
 
 /// A binary built next to this one (`cargo build --release -p fipd -p fip-bench`).
 pub fn sibling_binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| anyhow!("no directory for {}", exe.display()))?;
-    let p = dir.join(name);
-    if !p.exists() {
-        bail!(
-            "{} not found; build it with the same profile (cargo build --release -p {name})",
-            p.display()
-        );
-    }
-    Ok(p)
+    fip_testkit::binary(name)
 }
 
 pub struct Fipd {
-    child: Child,
+    proc: Proc,
     pub url: String,
 }
 
@@ -50,88 +33,34 @@ impl Fipd {
         Self::start_on("127.0.0.1:0", data_dir, database_url, extra)
     }
 
-    /// Like `start`, listening on `listen` (e.g. `[2001:db8::1]:0`).
+    /// Like `start`, listening on `listen` (e.g. `[2001:db8::1]:0`). Its
+    /// log is `fipd.log` in the data directory.
     pub fn start_on(
         listen: &str,
         data_dir: &Path,
         database_url: Option<&str>,
         extra: &[&str],
     ) -> Result<Self> {
-        let bin = sibling_binary("fipd")?;
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "serve",
-            "--listen",
-            listen,
-            "--admin-token",
-            ADMIN,
-            "--quarantine-ms",
-            "0",
-            // Benchmarks measure scale; quotas are operator policy.
-            "--quota-floating-ips",
-            "-1",
-            "--quota-instances",
-            "-1",
-        ])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(extra)
-        .env("FIPD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        if let Some(url) = database_url {
-            cmd.args(["--database-url", url]);
-        }
-        let mut child = die_with_us(&mut cmd).spawn().context("starting fipd")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("fipd listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => Ok(Self { child, url }),
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("fipd did not start within 30 s")
-            }
-        }
+        let mut spec = FipdSpec::new("fipd", listen, data_dir);
+        spec.admin_token = ADMIN.into();
+        (spec.lease_ttl_ms, spec.fence_grace_ms) = (None, None);
+        spec.database_url = database_url.map(str::to_owned);
+        spec.args = extra.iter().map(|s| s.to_string()).collect();
+        spec.log_filter = "warn".into();
+        let (proc, url) = fip_testkit::start_fipd(&spec)?;
+        Ok(Self { proc, url })
     }
 
     /// Peak resident set size so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Result<f64> {
-        peak_rss_mib(self.child.id())
+        peak_rss_mib(self.proc.pid() as u32)
     }
 
+    /// SIGTERM, then up to 10 s for a clean exit (dropping kills it).
     pub fn stop(mut self) {
-        unsafe_terminate(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.signal(libc::SIGTERM);
+        let _ = self.proc.wait_exit(Duration::from_secs(10));
     }
-}
-
-impl Drop for Fipd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn unsafe_terminate(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
 }
 
 /// VmHWM of a process, in MiB.

@@ -1,1 +1,4 @@
-//! End-to-end tests of fipd and fip-agent live in `tests/e2e/`; this library is intentionally empty.
+//! The fault-injection suite (`faults`): run by the `fip-faults` binary for
+//! long runs, and by the e2e tests (tests/e2e/) in its quick mode.
+
+pub mod faults;

@@ -628,6 +628,59 @@ mod tests {
         assert_eq!(lifetime_for(1, usize::MAX), u32::MAX - 1);
     }
 
+    /// Issue 10 item 9: a report that failed on the way (a connection
+    /// reset, as when fipd closes an idle connection the agent reuses) is
+    /// sent again at once on a new connection, not after a backoff (before
+    /// the fix: 100 ms and more, 1.2 s seen in the lab).
+    #[tokio::test]
+    async fn a_report_cut_off_on_the_way_is_sent_again_at_once() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            // The first connection reads the request and closes unanswered.
+            let (mut c, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = c.read(&mut buf).await.unwrap();
+            drop(c);
+            let closed = std::time::Instant::now();
+            // The second answers.
+            let (mut c, _) = listener.accept().await.unwrap();
+            let again = closed.elapsed();
+            let _ = c.read(&mut buf).await.unwrap();
+            let body = r#"{"accepted":1,"ignored":0}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            c.write_all(resp.as_bytes()).await.unwrap();
+            again
+        });
+        let api = Api::new(&url, "fiph_x").unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let reporter = tokio::spawn(reporter_loop(api, rx));
+        tx.send(Report {
+            floating_ip_id: uuid::Uuid::nil(),
+            revision: 1,
+            state: fip_types::ReportedState::Active,
+            dad_ms: None,
+            defender_mac: None,
+            na_sent: None,
+            detail: None,
+            observed_at: chrono::Utc::now(),
+        })
+        .unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(10), server)
+            .await
+            .expect("the report came again")
+            .unwrap();
+        reporter.abort();
+        assert!(
+            again < Duration::from_millis(50),
+            "sent again after {again:?}, not at once"
+        );
+    }
+
     /// The lifetime set never exceeds what fipd acknowledged.
     #[test]
     fn lifetimes_never_exceed_what_fipd_acknowledged() {

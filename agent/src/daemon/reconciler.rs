@@ -129,6 +129,8 @@ pub struct Reconciler {
     last_reported: HashMap<Uuid, (ReportedState, i64)>,
     next_resync: Instant,
     unreadable_passes: u32,
+    /// Whether the last pass could add (to log when that comes back).
+    could_add: bool,
     /// Bounds adds waiting for a DAD verdict at once, so a desired state of
     /// tens of thousands of addresses does not hold that many tasks, kernel
     /// timers and reports in flight. Waiting costs little (events and
@@ -179,6 +181,7 @@ impl Reconciler {
             last_reported: HashMap::new(),
             next_resync,
             unreadable_passes: 0,
+            could_add: false,
             add_slots: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_DAD)),
         }
     }
@@ -429,6 +432,10 @@ impl Reconciler {
             }
             Standing::Fencing { .. } | Standing::Fenced => false,
         };
+        if may_add && !self.could_add {
+            tracing::info!("holding a desired state fetched under the current lease: applying it");
+        }
+        self.could_add = may_add;
         let desired = &fetched.state;
         self.shared.set_held(desired.addresses.len());
 

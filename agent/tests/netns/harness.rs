@@ -1,13 +1,12 @@
-//! Test topology: a bridge namespace joining hosts A, B and client C, torn down by a Drop guard.
+//! The agent's view of the kit's topology (fip-testkit): hosts A, B and
+//! client C on one bridge, and the real `fip-agent` binary run inside them.
 
-use std::fs::File;
 use std::net::Ipv6Addr;
-use std::os::fd::AsRawFd;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use fip_testkit::topo::{Dad as KitDad, HostSpec, TopoSpec};
 use serde_json::Value;
 
 pub const DEV: &str = "eth0";
@@ -16,49 +15,9 @@ pub const X: &str = "2001:db8:1::100";
 /// The client's own address, on the same /64 so it resolves X on the link.
 pub const C_ADDR: &str = "2001:db8:1::c";
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Short names unique per process (pid) and per test in it (counter):
-/// nextest runs tests in parallel processes sharing one kernel.
-fn unique_prefix() -> String {
-    format!(
-        "fipt{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-/// Deletes namespaces left by test processes that died without running
-/// their Drop guards (SIGKILL, a timeout): their names carry the pid.
-fn sweep_dead_runs() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("fipt")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        }
-    }
-}
-
 /// Runs `ip` with the arguments, panicking with its stderr on failure.
 pub fn ip(args: &[&str]) -> String {
-    let out = Command::new("ip").args(args).output().expect("run ip");
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    fip_testkit::ip(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Runs `f` on a fresh thread that has entered namespace `ns`. Only that
@@ -66,35 +25,19 @@ pub fn ip(args: &[&str]) -> String {
 pub fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
     let path = format!("/run/netns/{ns}");
     std::thread::spawn(move || {
-        let file = File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
+        fip_testkit::net::enter_ns(&path).unwrap_or_else(|e| panic!("{e:#}"));
         f()
     })
 }
 
 /// Writes a sysctl under /proc/sys/net of namespace `ns`.
 pub fn sysctl(ns: &str, key: &str, value: &str) {
-    let (k, v) = (key.to_owned(), value.to_owned());
-    in_ns(ns, move || {
-        let p = format!("/proc/sys/net/{k}");
-        std::fs::write(&p, &v).unwrap_or_else(|e| panic!("write {p}: {e}"));
-    })
-    .join()
-    .unwrap();
+    fip_testkit::sysctl(ns, key, value).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
-pub fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+pub fn wait_for(what: &str, timeout: Duration, cond: impl FnMut() -> bool) {
+    fip_testkit::wait_for(what, timeout, cond).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 pub struct Host {
@@ -204,22 +147,13 @@ impl Default for TopoOpts {
     }
 }
 
-/// Hosts A and B and client C on one bridge. Every namespace is deleted
-/// when this is dropped, including on panic.
+/// Hosts A and B and client C on one bridge (the kit's topology). Every
+/// namespace is deleted when this is dropped, including on panic.
 pub struct Topo {
-    namespaces: Vec<String>,
+    _kit: fip_testkit::Topo,
     pub a: Host,
     pub b: Host,
     pub c: Host,
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        // Deleting a namespace destroys its veth ends, and with them the peers.
-        for ns in &self.namespaces {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-        }
-    }
 }
 
 impl Topo {
@@ -228,110 +162,38 @@ impl Topo {
     }
 
     pub fn with(opts: TopoOpts) -> Self {
-        sweep_dead_runs();
-        let p = unique_prefix();
-        let br = format!("{p}br");
-        let mut t = Topo {
-            namespaces: Vec::new(),
-            a: Host {
-                ns: format!("{p}a"),
-                mac: "02:00:00:00:00:0a".into(),
-            },
-            b: Host {
-                ns: format!("{p}b"),
-                mac: "02:00:00:00:00:0b".into(),
-            },
-            c: Host {
-                ns: format!("{p}c"),
-                mac: "02:00:00:00:00:0c".into(),
-            },
+        let dad = |d: Dad| match d {
+            Dad::Fast => KitDad::Fast,
+            Dad::Default => KitDad::KernelDefault,
         };
-        for ns in [&br, &t.a.ns, &t.b.ns, &t.c.ns] {
-            ip(&["netns", "add", ns]);
-            t.namespaces.push(ns.clone());
-        }
-        // The bridge namespace is a plain switch: no IPv6 of its own, and no
-        // multicast snooping that could filter solicited-node multicast.
-        sysctl(&br, "ipv6/conf/default/disable_ipv6", "1");
-        ip(&[
-            "-n",
-            &br,
-            "link",
-            "add",
-            "br0",
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ]);
-        ip(&["-n", &br, "link", "set", "br0", "up"]);
-        for (role, h) in [("a", &t.a), ("b", &t.b), ("c", &t.c)] {
-            let port = format!("v{role}");
-            ip(&[
-                "-n", &br, "link", "add", &port, "type", "veth", "peer", "name", DEV, "netns",
-                &h.ns,
-            ]);
-            ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
-            ip(&["-n", &h.ns, "link", "set", DEV, "address", &h.mac]);
-            // The interface's conf directory appears a moment after the move.
-            let conf = format!("/proc/sys/net/ipv6/conf/{DEV}");
-            wait_for(
-                "IPv6 conf of the moved veth",
-                Duration::from_secs(5),
-                || {
-                    let c = conf.clone();
-                    in_ns(&h.ns, move || std::path::Path::new(&c).exists())
-                        .join()
-                        .unwrap()
-                },
-            );
-            let dad = if role == "b" { opts.dad_b } else { Dad::Fast };
-            if dad == Dad::Fast {
-                sysctl(
-                    &h.ns,
-                    &format!("ipv6/conf/{DEV}/router_solicitation_delay"),
-                    "0",
-                );
-                sysctl(&h.ns, &format!("ipv6/neigh/{DEV}/retrans_time_ms"), "100");
+        // Replies to the client need an on-link route; X itself is a /128.
+        let onlink = "2001:db8:1::/64";
+        let spec = TopoSpec {
+            hosts: vec![
+                HostSpec::new("a", "02:00:00:00:00:0a").onlink(onlink),
+                HostSpec::new("b", "02:00:00:00:00:0b")
+                    .onlink(onlink)
+                    .dad(dad(opts.dad_b))
+                    .optimistic(opts.optimistic_b),
+                HostSpec::new("c", "02:00:00:00:00:0c")
+                    .onlink(onlink)
+                    .addr(&format!("{C_ADDR}/64")),
+            ],
+        };
+        let kit = fip_testkit::Topo::build(&spec).unwrap_or_else(|e| panic!("{e:#}"));
+        let host = |role: &str| {
+            let h = kit.host(role);
+            Host {
+                ns: h.ns.clone(),
+                mac: h.mac.clone(),
             }
-            if role == "b" && opts.optimistic_b {
-                sysctl(&h.ns, &format!("ipv6/conf/{DEV}/optimistic_dad"), "1");
-            }
-            ip(&["-n", &h.ns, "link", "set", "lo", "up"]);
-            ip(&["-n", &h.ns, "link", "set", DEV, "up"]);
-            // Replies to the client need an on-link route; X itself is a /128.
-            ip(&[
-                "-n",
-                &h.ns,
-                "-6",
-                "route",
-                "add",
-                "2001:db8:1::/64",
-                "dev",
-                DEV,
-            ]);
+        };
+        Topo {
+            a: host("a"),
+            b: host("b"),
+            c: host("c"),
+            _kit: kit,
         }
-        ip(&[
-            "-n",
-            &t.c.ns,
-            "-6",
-            "addr",
-            "add",
-            &format!("{C_ADDR}/64"),
-            "dev",
-            DEV,
-            "nodad",
-        ]);
-        // Link-local DAD must be over before tests run: NDP traffic from a
-        // tentative interface would confuse the captures.
-        for h in [&t.a, &t.b, &t.c] {
-            wait_for("link-local DAD", Duration::from_secs(5), || {
-                let lines = h.addr_lines();
-                lines.iter().any(|l| l.contains("fe80::"))
-                    && !lines.iter().any(|l| l.contains("tentative"))
-            });
-        }
-        t
     }
 }
 

@@ -91,3 +91,34 @@ fn optimistic_add_of_an_address_held_elsewhere_reports_the_late_failure() {
     assert!(!t.b.has_addr(X), "dadfailed copy left on B");
     assert!(t.a.has_addr(X));
 }
+
+/// Issue 10 item 8: with a finite lifetime (as the daemon adds), the
+/// kernel deletes a copy that loses DAD at once, sometimes before the
+/// first NA. That is a DAD failure with the defender's MAC, every time;
+/// before the fix it was sometimes "not present" (exit 2).
+#[test]
+fn an_optimistic_add_with_a_lifetime_that_loses_dad_is_always_a_dad_failure() {
+    let t = Topo::with(TopoOpts {
+        dad_b: Dad::Fast,
+        optimistic_b: true,
+    });
+    t.a.agent(&["add", "--dev", DEV, X, "--na-count", "0"])
+        .assert_code(0);
+    for round in 0..6 {
+        let run = t.b.agent(&[
+            "add",
+            "--dev",
+            DEV,
+            X,
+            "--dad",
+            "optimistic",
+            "--lifetime-s",
+            "30",
+        ]);
+        assert_eq!(run.code, 3, "round {round}: {run:#?}");
+        let last = run.last();
+        assert_eq!(last["outcome"], "dad_failed", "round {round}: {run:#?}");
+        assert_eq!(last["defender_mac"], t.a.mac.as_str(), "round {round}");
+        assert!(!t.b.has_addr(X), "round {round}: a copy left on B");
+    }
+}

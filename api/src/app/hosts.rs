@@ -74,6 +74,18 @@ impl App {
         }
     }
 
+    /// Now on the clock leases live on (see `Store::now`): a host's state
+    /// (`alive`, `lost`) is judged by it, not by this replica's clock.
+    pub async fn lease_clock_now(&self) -> AppResult<i64> {
+        let mut conn = self
+            .store
+            .pool()
+            .acquire()
+            .await
+            .map_err(StoreError::from)?;
+        Ok(self.store.now(&mut conn).await?)
+    }
+
     pub async fn host_get(&self, who: &Principal, id: &str) -> AppResult<HostRow> {
         who.require_admin()?;
         self.store

@@ -38,6 +38,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub detail: String,
+    /// Send `Retry-After: 1` (a transient outage).
+    pub retry_after: bool,
 }
 
 impl ApiError {
@@ -46,6 +48,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
+            retry_after: false,
         }
     }
 
@@ -82,17 +85,37 @@ impl From<AppError> for ApiError {
     }
 }
 
+/// Whether a database error means the database cannot be reached (down,
+/// restarting, or every connection busy) rather than a fault of ours.
+fn unreachable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        // SQLSTATE class 08 (connection exception) and 57P0x (the server
+        // is shutting down or restarting).
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
 fn store_error(e: StoreError) -> ApiError {
     // Log the whole chain here; the client gets no internals.
     let chain = error_chain(&e);
     match &e {
-        StoreError::Database(sqlx::Error::PoolTimedOut) => {
-            tracing::warn!(error = %chain, "database pool exhausted");
-            ApiError::new(
+        StoreError::Database(db) if unreachable(db) => {
+            tracing::warn!(error = %chain, "database unreachable");
+            let mut err = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the database is busy or unreachable; retry later",
-            )
+                "database_unreachable",
+                "the database is unreachable or busy; retry later",
+            );
+            err.retry_after = true;
+            err
         }
         _ => {
             tracing::error!(error = %chain, "request failed in the store");
@@ -134,6 +157,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

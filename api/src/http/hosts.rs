@@ -11,7 +11,6 @@ use super::middleware::ReplayAs;
 use super::model::{Host, HostCreate, HostCreated, Page, PageParams};
 use super::page;
 use crate::app::App;
-use crate::store::now_ms;
 
 /// Register a host (admin); its agent token is returned this once.
 #[utoipa::path(post, path = "/v1/hosts", tag = "hosts", operation_id = "host_create",
@@ -32,7 +31,7 @@ pub async fn host_create(
     Json(body): Json<HostCreate>,
 ) -> ApiResult<Response> {
     let (row, token) = app.host_create(&who, body.name).await?;
-    let host = Host::new(row, now_ms());
+    let host = Host::new(row, app.lease_clock_now().await?);
     let replay = ReplayAs {
         status: StatusCode::OK,
         body: serde_json::to_string(&host).expect("serialisable"),
@@ -58,7 +57,7 @@ pub async fn host_list(
 ) -> ApiResult<axum::Json<Page<Host>>> {
     let page = page(q.limit, q.page_token)?;
     let (rows, next) = app.host_list(&who, &page).await?;
-    let now = now_ms();
+    let now = app.lease_clock_now().await?;
     Ok(axum::Json(Page::new(rows, next, |r| Host::new(r, now))))
 }
 
@@ -77,7 +76,7 @@ pub async fn host_view(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Host>> {
     let row = app.host_get(&who, &id.to_string()).await?;
-    Ok(axum::Json(Host::new(row, now_ms())))
+    Ok(axum::Json(Host::new(row, app.lease_clock_now().await?)))
 }
 
 /// Delete a host that holds no floating IPs (admin).

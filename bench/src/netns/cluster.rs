@@ -2,81 +2,44 @@
 //! a benchmark needs (network, pool, hosts, instances) and helpers to move
 //! F and read its bindings and events.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use super::topology::{Host, Topo, C_ADDR, DEV, POOL};
+use super::topology::{Host, Topo, C_ADDR, POOL};
 use crate::api::Api;
-use crate::fipd::{die_with_us, sibling_binary, Fipd};
+use crate::fipd::Fipd;
 
 /// The fipd network name the agents serve on eth0.
 pub const NET: &str = "bench";
 
-/// A `fip-agent run` in a host namespace, killed on drop.
+/// A `fip-agent run` in a host namespace (a kit process), killed on drop.
 pub struct Agent {
-    child: Child,
+    proc: fip_testkit::Proc,
     pub log: PathBuf,
 }
 
 impl Agent {
     pub fn start(h: &Host, url: &str, token_file: &Path, log: PathBuf) -> Result<Self> {
-        let child = die_with_us(&mut Command::new("ip"))
-            .args(["netns", "exec", &h.ns])
-            .arg(sibling_binary("fip-agent")?)
-            .args(["run", "--api-url", url])
-            .arg("--token-file")
-            .arg(token_file)
-            .args(["--network", &format!("{NET}={DEV}")])
-            .env("FIP_AGENT_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(File::create(&log)?)
-            .spawn()
-            .context("starting fip-agent")?;
-        Ok(Agent { child, log })
+        let mut spec = fip_testkit::AgentSpec::new(url, token_file, NET, &log);
+        spec.args.clear();
+        spec.log_filter = "warn".into();
+        let proc = fip_testkit::start_agent(&h.kit, &spec).context("starting fip-agent")?;
+        Ok(Agent { proc, log })
     }
 
     /// `ip netns exec` execs the agent, so this is the agent's pid.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.proc.pid() as u32
     }
 
-    /// SIGTERM, then waits up to 10 s (SIGKILL after that).
+    /// SIGTERM, then waits up to 10 s (dropping kills it after that).
     pub fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        // Bounded: an agent holding thousands of sockets can spend minutes
-        // in the kernel on its way out (see figure 5); init reaps it then.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if !matches!(self.child.try_wait(), Ok(None)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        eprintln!(
-            "fip-bench: fip-agent (pid {}) still exiting after 30 s; not waiting for it",
-            self.child.id()
-        );
+        self.proc.signal(libc::SIGTERM);
+        let _ = self.proc.wait_exit(Duration::from_secs(10));
     }
 }
 

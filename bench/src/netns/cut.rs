@@ -90,7 +90,7 @@ pub async fn ours(topo: &Topo, runs: usize, cap: Duration) -> Result<Cuts> {
             bail!("run {run}: C does not reach F on A");
         }
         let t0 = wall_ms();
-        topo.cut_off(&topo.a)?;
+        topo.cut_off(&topo.a, fip_testkit::Cut::Carrier)?;
         let r = cut_run(&c, topo, &prober, &id, &addr, t0, watch, cap).await;
         // Reconnect whatever happened, so the next run (or the next
         // figure) starts from a whole topology.
@@ -158,7 +158,7 @@ pub fn keepalived_cut(
             // B settles as backup (it hears A's adverts) before the cut.
             std::thread::sleep(Duration::from_millis(2_500));
             let t0 = wall_ms();
-            topo.cut_off(&topo.a)?;
+            topo.cut_off(&topo.a, fip_testkit::Cut::Carrier)?;
             let res = (|| -> Result<(Outage, Option<f64>)> {
                 let dropped = time_until_dropped(&topo.a, BASELINE_F, t0, watch)?;
                 prober.wait_steady(&topo.b.name, t0, 5, cap);

@@ -198,7 +198,12 @@ impl Cluster {
     /// Topology, fipd, network + /64 pool, hosts A and B with instances,
     /// and both agents running and alive.
     pub async fn start(opts: FipdOpts, with_squatter: bool) -> Self {
-        let topo = Topo::new(with_squatter);
+        Self::start_with(opts, with_squatter, false).await
+    }
+
+    /// With `optimistic`, A and B allow optimistic DAD.
+    pub async fn start_with(opts: FipdOpts, with_squatter: bool, optimistic: bool) -> Self {
+        let topo = Topo::with(with_squatter, optimistic);
         let dir = tempfile::tempdir().unwrap();
         let (fipd, url) = start_fipd("fipd", &topo.mgmt_ip, dir.path(), &opts);
         let api = Client::new(&url);

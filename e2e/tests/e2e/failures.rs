@@ -20,7 +20,7 @@ async fn t3_killed_agent_b_gets_f_only_after_lease_and_grace_and_a_kernel_drops_
     let mut agent_a = c.agent_a.take_agent();
     agent_a.signal(libc::SIGKILL);
     assert_eq!(
-        agent_a.wait_exit(Duration::from_secs(5)),
+        agent_a.wait_exit(Duration::from_secs(5)).unwrap(),
         None,
         "killed by a signal"
     );
@@ -165,7 +165,7 @@ async fn t5_agent_restart_adopts_f_without_deladdr_or_dad() {
     let mut old = c.agent_a.take_agent();
     old.signal(libc::SIGTERM);
     assert_eq!(
-        old.wait_exit(Duration::from_secs(5)),
+        old.wait_exit(Duration::from_secs(5)).unwrap(),
         Some(0),
         "SIGTERM exits 0"
     );
@@ -231,7 +231,7 @@ async fn t6_fipd_restart_in_the_middle_of_a_move_completes_it() {
     // Kill fipd at once: the move is somewhere between A's removal and B's add.
     let mut old = c.fipd.take().unwrap();
     old.signal(libc::SIGKILL);
-    old.wait_exit(Duration::from_secs(5));
+    old.wait_exit(Duration::from_secs(5)).unwrap();
     let port: u16 = c.url.rsplit(':').next().unwrap().parse().unwrap();
     let (fipd, url) = start_fipd(
         "fipd-restarted",

@@ -8,6 +8,8 @@
 
 mod cluster;
 mod failures;
+mod faults;
+mod fences;
 mod harness;
 mod moves;
 mod observe;
