@@ -91,8 +91,11 @@ pub enum Standing {
     /// No lease yet since start: addresses from an earlier run stay as
     /// they are (the kernel lifetimes bound them), nothing is written.
     Unleased,
-    /// A lease whose streak of renewals began at `since` (the send time
-    /// of its first renewal); writes allowed until it expires.
+    /// A lease whose streak of renewals began at `since`: when the answer
+    /// to its first renewal arrived (not when it was sent: fipd may read a
+    /// desired state requested after the send before the renewal commits,
+    /// and fence us in between; docs/protocol.md, "The model check").
+    /// Writes allowed until it expires.
     Serving { lease: Lease, since: BootInstant },
     /// The lease ran out: the fence is removing every managed address. A
     /// renewal that arrives meanwhile waits in `next`.
@@ -159,7 +162,7 @@ impl Gate {
             Standing::Unleased | Standing::Fenced => (
                 Standing::Serving {
                     lease,
-                    since: lease.sent_at,
+                    since: received,
                 },
                 true,
             ),
@@ -213,9 +216,11 @@ impl Gate {
         };
         match next {
             Some(lease) if BootInstant::now() < lease.expires_at() => {
+                // Its answer arrived before now; a desired state requested
+                // from now on was read after that renewal committed.
                 self.set(Standing::Serving {
                     lease,
-                    since: lease.sent_at,
+                    since: BootInstant::now(),
                 });
                 true
             }
@@ -299,13 +304,31 @@ mod tests {
         assert!(!g.renewed(again, again.sent_at), "same streak");
         g.set(Standing::Fenced);
         let back = lease(20, 60_000);
-        assert!(g.renewed(back, back.sent_at));
-        assert_eq!(
-            g.standing(),
-            Standing::Serving {
-                lease: back,
-                since: back.sent_at
-            }
+        let received = back.sent_at + Duration::from_millis(5);
+        assert!(g.renewed(back, received));
+        assert!(matches!(g.standing(), Standing::Serving { lease, .. } if lease == back));
+    }
+
+    /// Found by the model check (docs/protocol.md, "The model check"): the
+    /// agent sends a renewal, then a desired-state request; fipd answers
+    /// the request first (F still on this host), fences the host, moves F
+    /// away, and only then commits the renewal. Counted from the renewal's
+    /// send, that stale answer was fresh and F was added on two hosts with
+    /// DAD off. The streak begins when the renewal's answer arrives.
+    #[tokio::test]
+    async fn a_streak_begins_when_the_renewal_answer_arrives() {
+        let g = Gate::default();
+        let back = lease(0, 60_000);
+        let requested_meanwhile = back.sent_at + Duration::from_millis(1);
+        let received = back.sent_at + Duration::from_millis(5);
+        assert!(g.renewed(back, received));
+        let Standing::Serving { since, .. } = g.standing() else {
+            panic!("serving expected, got {:?}", g.standing());
+        };
+        assert_eq!(since, received);
+        assert!(
+            requested_meanwhile < since,
+            "a desired state requested before the answer arrived is stale"
         );
     }
 
