@@ -16,3 +16,4 @@ mod observe;
 mod replicas;
 mod scoping;
 mod squatter;
+mod terraform;
