@@ -102,6 +102,13 @@ pub struct LeaseRequest {
     /// expired.
     #[serde(default)]
     pub kernel_lifetime_max_ms: Option<u64>,
+    /// How long, in ms, this agent's self-fence may take to remove what it
+    /// holds now (it grows with the number of addresses: the kernel
+    /// deletes them one by one). fipd assumes the host's removals no
+    /// earlier than this long after its lease ran out, nor before the
+    /// fence grace (docs/protocol.md). Absent: the grace alone.
+    #[serde(default)]
+    pub fence_max_ms: Option<u64>,
     /// The DAD mode this agent enforces instead of fipd's, if it overrides
     /// it locally.
     #[serde(default)]

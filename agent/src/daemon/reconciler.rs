@@ -438,6 +438,9 @@ impl Reconciler {
         self.could_add = may_add;
         let desired = &fetched.state;
         self.shared.set_held(desired.addresses.len());
+        // Adds wait for the renewal that announces the lifetime they need
+        // (more addresses, a longer one); that renewal starts a pass.
+        let may_add = may_add && self.lease.is_some_and(|l| self.shared.announced(l));
 
         // 1. Stop adds no longer wanted, and let them end, before reading:
         // a removal is confirmed only from a read after every add of that

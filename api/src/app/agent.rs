@@ -108,6 +108,11 @@ impl App {
                     .saturating_add(l)
                     .saturating_add(KERNEL_EXPIRY_SLACK_MS)
             }),
+            // The agent's self-fence runs from its lease's end, which is
+            // no later than ours.
+            fence_done_at: req
+                .fence_max_ms
+                .map(|f| expires_at.saturating_add(i64::try_from(f).unwrap_or(i64::MAX / 4))),
             dad_override: req.dad_override.map(DadMode::as_str),
             agent_version: &req.agent_version,
             networks: &networks,

@@ -63,6 +63,7 @@ impl App {
             updated_at: now,
             backstop_at: None,
             dad_override: None,
+            fence_done_at: None,
         };
         match self.store.host_insert(&row).await {
             Ok(()) => Ok((row, secret)),
@@ -154,6 +155,7 @@ mod tests {
             updated_at: 0,
             backstop_at: None,
             dad_override: None,
+            fence_done_at: None,
         }
     }
 

@@ -25,11 +25,14 @@ pub struct HostRow {
     pub backstop_at: Option<i64>,
     /// The agent's local DAD override.
     pub dad_override: Option<String>,
+    /// Until when the agent's self-fence may still be removing addresses
+    /// after its lease ran out (None: the agent never said).
+    pub fence_done_at: Option<i64>,
 }
 
 const COLUMNS: &str = "id, name, token_hash, agent_version, networks, findings, lease_expires_at, \
      last_seen_at, lost_at, fenced_at, desired_revision, desired_digest, created_at, updated_at, \
-     backstop_at, dad_override";
+     backstop_at, dad_override, fence_done_at";
 
 /// What a lease renewal records.
 pub struct Renewal<'a> {
@@ -39,6 +42,9 @@ pub struct Renewal<'a> {
     /// The new kernel-lifetime backstop; never moves an earlier one back.
     /// None when the agent did not report its lifetimes.
     pub backstop_at: Option<i64>,
+    /// Lease end + how long the agent's self-fence may take; never moves
+    /// an earlier one back. None when the agent did not say.
+    pub fence_done_at: Option<i64>,
     pub dad_override: Option<&'a str>,
     pub agent_version: &'a str,
     pub networks: &'a str,
@@ -72,6 +78,9 @@ pub async fn renew(conn: &mut Conn, r: &Renewal<'_>) -> StoreResult<()> {
          backstop_at = CASE WHEN $7 IS NULL THEN NULL \
                             WHEN backstop_at IS NOT NULL AND backstop_at > $7 THEN backstop_at \
                             ELSE $7 END, \
+         fence_done_at = CASE WHEN $9 IS NULL THEN NULL \
+                              WHEN fence_done_at IS NOT NULL AND fence_done_at > $9 THEN fence_done_at \
+                              ELSE $9 END, \
          dad_override = $8, last_seen_at = $3, agent_version = $4, \
          networks = $5, findings = $6, lost_at = NULL, fenced_at = NULL, updated_at = $3 \
          WHERE id = $1",
@@ -84,6 +93,7 @@ pub async fn renew(conn: &mut Conn, r: &Renewal<'_>) -> StoreResult<()> {
     .bind(r.findings)
     .bind(r.backstop_at)
     .bind(r.dad_override)
+    .bind(r.fence_done_at)
     .execute(conn)
     .await?;
     Ok(())
@@ -116,7 +126,8 @@ pub async fn mark_lost(conn: &mut Conn, now: i64) -> StoreResult<Vec<String>> {
 /// Marks lost hosts as fenced once their addresses count as gone (the
 /// safety argument is in docs/protocol.md): their agent has fenced itself,
 /// which it does when the lease runs out by its own clock and finishes
-/// within `grace_ms`; and, unless DAD on the next holder will catch a
+/// within `grace_ms` or, when it said it needs longer, by `fence_done_at`;
+/// and, unless DAD on the next holder will catch a
 /// copy left behind (`dad_protects`), every kernel lifetime the agent set
 /// has run out too (`backstop_at`; never, while unknown). Returns their
 /// names.
@@ -129,6 +140,7 @@ pub async fn mark_fenced(
     Ok(sqlx::query_scalar(
         "UPDATE hosts SET fenced_at = $1, updated_at = $1 \
          WHERE lost_at IS NOT NULL AND fenced_at IS NULL AND lease_expires_at + $2 <= $1 \
+         AND (fence_done_at IS NULL OR fence_done_at <= $1) \
          AND ($3 OR (backstop_at IS NOT NULL AND backstop_at <= $1)) \
          RETURNING name",
     )
@@ -184,7 +196,7 @@ impl Store {
     /// `Err(Unique)` when the name is taken.
     pub async fn host_insert(&self, row: &HostRow) -> StoreResult<()> {
         sqlx::query(&format!(
-            "INSERT INTO hosts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+            "INSERT INTO hosts ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
         ))
         .bind(&row.id)
         .bind(&row.name)
@@ -202,6 +214,7 @@ impl Store {
         .bind(row.updated_at)
         .bind(row.backstop_at)
         .bind(&row.dad_override)
+        .bind(row.fence_done_at)
         .execute(self.pool())
         .await
         .map_err(classify)?;

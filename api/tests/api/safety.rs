@@ -206,6 +206,47 @@ async fn with_dad_on_the_fence_does_not_wait_for_kernel_lifetimes(b: Backend) {
     }
 }
 
+/// Issue 10 item 2, fipd's side: an agent holding thousands of addresses
+/// needs longer than the grace to remove them all (47 s for 10,000 in
+/// bench/results.md, figure 7), and says so with each renewal. Even with
+/// DAD on, fipd assumes its removals only once that fence can have ended.
+/// Before, B got F at lease + grace while A's fence was still deleting.
+async fn the_fence_waits_for_the_agents_own_fence_time(b: Backend) {
+    let app = TestApp::spawn_config(b, |c| {
+        c.lease_ttl_ms = 400;
+        c.fence_grace_ms = 200;
+    })
+    .await;
+    let fence_ms = 2_500;
+    let p = placed(&app, json!({ "fence_max_ms": fence_ms })).await;
+    let last = p.a.lease_with(json!({ "fence_max_ms": fence_ms })).await;
+    let expires = chrono::DateTime::parse_from_rfc3339(last["lease_expires_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    let r = app
+        .patch(
+            &format!("/v1/floating-ips/{}", p.id),
+            ADMIN,
+            json!({ "standby_instance_ids": [p.vm_b] }),
+        )
+        .await;
+    expect(r, StatusCode::OK).await;
+    let started = Instant::now();
+    let got = loop {
+        assert!(started.elapsed() < Duration::from_secs(15), "B never got F");
+        p.b.lease().await;
+        if !p.b.wanted_and_removals().await.0.is_empty() {
+            break chrono::Utc::now().timestamp_millis();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        got >= expires + fence_ms,
+        "B got F {} ms before A's fence could have ended",
+        expires + fence_ms - got
+    );
+}
+
 /// Item 3: an agent that overrides DAD to `off` locally takes the DAD
 /// protection away from moves onto its host, so fencing waits for kernel
 /// lifetimes even though fipd's own mode is strict.
@@ -557,6 +598,7 @@ both_backends!(
     reports_from_the_future_are_refused,
     with_dad_off_the_fence_waits_for_the_agents_kernel_lifetimes,
     with_dad_on_the_fence_does_not_wait_for_kernel_lifetimes,
+    the_fence_waits_for_the_agents_own_fence_time,
     an_agent_with_dad_off_makes_the_fence_wait_for_lifetimes,
     idempotency_records_keep_no_secrets,
     a_network_that_a_host_serves_cannot_be_renamed,
