@@ -26,7 +26,9 @@ impl Agent {
     pub fn start(h: &Host, url: &str, token_file: &Path, log: PathBuf) -> Result<Self> {
         let mut spec = fip_testkit::AgentSpec::new(url, token_file, NET, &log);
         spec.args.clear();
-        spec.log_filter = "warn".into();
+        // Quiet by default (logging costs time at 10,000 addresses);
+        // FIP_BENCH_AGENT_LOG=info shows what the agent does.
+        spec.log_filter = std::env::var("FIP_BENCH_AGENT_LOG").unwrap_or_else(|_| "warn".into());
         let proc = fip_testkit::start_agent(&h.kit, &spec).context("starting fip-agent")?;
         Ok(Agent { proc, log })
     }

@@ -476,6 +476,22 @@ fn figure5(rows: &mut Vec<Row>, s: &scale::Scale) {
             },
         );
     }
+    if let Some(f) = s.adopt.as_ref().and_then(|a| a.fence.as_ref()) {
+        push(
+            rows,
+            Row {
+                figure: format!(
+                    "7. self-fence with {} addresses held, A cut off (carrier up): lease end → last address gone (began {:.0} ms after the lease end; {} removed, {} left)",
+                    s.n, f.late_ms, f.removed, f.left
+                ),
+                ours: f.ms,
+                baseline: None,
+                unit: "ms",
+                target: format!("≤ fence grace {:.0} ms, none left", f.grace_ms),
+                met: Some(f.ms <= f.grace_ms && f.left == 0 && f.removed == s.n),
+            },
+        );
+    }
     let adopt_rss = s.adopt.as_ref().map(|a| a.rss_mib);
     push(
         rows,

@@ -49,6 +49,63 @@ pub struct Adopt {
     /// RTM_DELADDR seen on A's eth0 across the restart.
     pub deletes: usize,
     pub rss_mib: f64,
+    /// The self-fence that followed, when it ran.
+    pub fence: Option<Fence>,
+}
+
+/// The restarted agent, cut off fipd with its N addresses, fences itself.
+pub struct Fence {
+    /// Lease end (by the agent's clock) → the last address gone: when the
+    /// fence began after the lease's end, plus how long its removal took,
+    /// both from the agent's own log line.
+    pub ms: f64,
+    pub late_ms: f64,
+    pub removed: usize,
+    /// Floating addresses left in A's kernel afterwards (by `ip`).
+    pub left: usize,
+    /// The fence grace fipd ran with; the fence must end within it.
+    pub grace_ms: f64,
+}
+
+/// A field `key=VALUE` of a tracing line.
+fn field(line: &str, key: &str) -> Option<f64> {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+        .and_then(|v| v.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+}
+
+/// Cuts A off (frames dropped, carrier up), waits for its agent's fence
+/// and reads its figures; A is reconnected before this returns.
+async fn fence(topo: &Topo, log: &std::path::Path, grace_ms: u64, lease_ms: u64) -> Result<Fence> {
+    topo.cut_off(&topo.a, fip_testkit::Cut::Frames)?;
+    let r = async {
+        let deadline = Instant::now() + Duration::from_millis(lease_ms) + Duration::from_secs(60);
+        let line = loop {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains("fenced: removed")) {
+                break l.to_owned();
+            }
+            if Instant::now() > deadline {
+                bail!("the agent did not fence itself within the lease + 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let took = field(&line, "took_ms").context("no took_ms in the fence's log line")?;
+        let late = field(&line, "late_ms").unwrap_or(0.0);
+        let removed = field(&line, "removed").unwrap_or(0.0) as usize;
+        let (left, _) = count_addrs(&topo.a.ns)?;
+        eprintln!("figure 7: {line}");
+        Ok(Fence {
+            ms: late + took,
+            late_ms: late,
+            removed,
+            left,
+            grace_ms: grace_ms as f64,
+        })
+    }
+    .await;
+    topo.reconnect(&topo.a)?;
+    r
 }
 
 /// Every floating IP of the cluster (paged).
@@ -371,6 +428,20 @@ pub async fn run(topo: &Topo, n: usize) -> Result<Scale> {
     std::thread::sleep(Duration::from_millis(300));
     let deletes = mon.count();
     let rss_adopt_mib = peak_rss_mib(agent2.pid())?;
+    // Figure 7: with all N held, the agent fences itself once its lease
+    // runs out (issue 10 item 2).
+    let opts = cluster::Opts::default();
+    let fenced = if reported == n {
+        match fence(topo, &agent2.log, opts.fence_grace_ms, opts.lease_ttl_ms).await {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("figure 7 failed: {e:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
     drop(agent2);
     flush(topo);
     Ok(Scale {
@@ -383,6 +454,7 @@ pub async fn run(topo: &Topo, n: usize) -> Result<Scale> {
             reported,
             deletes,
             rss_mib: rss_adopt_mib,
+            fence: fenced,
         }),
         rss_mib,
     })
