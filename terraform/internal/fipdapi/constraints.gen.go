@@ -16,6 +16,7 @@ var SchemaConstraints = map[string]map[string]Constraint{
 		"status": Constraint{Enum: []string{"DOWN", "PENDING", "ACTIVE", "ERROR"}},
 	},
 	"LeaseRequest": {
+		"fence_max_ms":           Constraint{Minimum: ptr(float64(0))},
 		"kernel_lifetime_max_ms": Constraint{Minimum: ptr(float64(0))},
 	},
 	"LeaseResponse": {

@@ -297,6 +297,13 @@ type LeaseRequest struct {
 	AgentVersion string                     `json:"agent_version"`
 	DadOverride  nullable.Nullable[DadMode] `json:"dad_override,omitempty"`
 
+	// FenceMaxMs How long, in ms, this agent's self-fence may take to remove what it
+	// holds now (it grows with the number of addresses: the kernel
+	// deletes them one by one). fipd assumes the host's removals no
+	// earlier than this long after its lease ran out, nor before the
+	// fence grace (docs/protocol.md). Absent: the grace alone.
+	FenceMaxMs nullable.Nullable[int64] `json:"fence_max_ms,omitempty"`
+
 	// Findings Warnings from the agent's preflight check of its interfaces.
 	Findings *[]string `json:"findings,omitempty"`
 
