@@ -126,6 +126,39 @@ async fn reports_from_the_future_are_refused(b: Backend) {
     );
 }
 
+/// The lease expiry (ms) of a lease answer.
+fn expiry_ms(lease: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(lease["lease_expires_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Makes B F's standby; A has stopped renewing, B renews (with `b_lease`)
+/// until its desired state carries F, within `within`. Returns when, in
+/// wall-clock ms.
+async fn failover_to_b(app: &TestApp, p: &Placed<'_>, b_lease: Value, within: Duration) -> i64 {
+    let r = app
+        .patch(
+            &format!("/v1/floating-ips/{}", p.id),
+            ADMIN,
+            json!({ "standby_instance_ids": [p.vm_b] }),
+        )
+        .await;
+    expect(r, StatusCode::OK).await;
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < within,
+            "B did not get F within {within:?}"
+        );
+        p.b.lease_with(b_lease.clone()).await;
+        if !p.b.wanted_and_removals().await.0.is_empty() {
+            return chrono::Utc::now().timestamp_millis();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Item 3: with DAD off nothing catches a copy left behind, so a host that
 /// stopped renewing counts as fenced only once every kernel lifetime its
 /// agent set has run out (lease end + the longest lifetime it reported +
@@ -140,32 +173,17 @@ async fn with_dad_off_the_fence_waits_for_the_agents_kernel_lifetimes(b: Backend
     .await;
     let lifetime_ms = 1_500;
     let p = placed(&app, json!({ "kernel_lifetime_max_ms": lifetime_ms })).await;
-    let last =
-        p.a.lease_with(json!({ "kernel_lifetime_max_ms": lifetime_ms }))
-            .await;
-    let expires = chrono::DateTime::parse_from_rfc3339(last["lease_expires_at"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis();
-    let r = app
-        .patch(
-            &format!("/v1/floating-ips/{}", p.id),
-            ADMIN,
-            json!({ "standby_instance_ids": [p.vm_b] }),
-        )
-        .await;
-    expect(r, StatusCode::OK).await;
-    // A stops renewing; B renews and waits for F.
-    let started = Instant::now();
-    let got = loop {
-        assert!(started.elapsed() < Duration::from_secs(15), "B never got F");
-        p.b.lease_with(json!({ "kernel_lifetime_max_ms": lifetime_ms }))
-            .await;
-        let (wanted, _) = p.b.wanted_and_removals().await;
-        if !wanted.is_empty() {
-            break chrono::Utc::now().timestamp_millis();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let expires = expiry_ms(
+        &p.a.lease_with(json!({ "kernel_lifetime_max_ms": lifetime_ms }))
+            .await,
+    );
+    let got = failover_to_b(
+        &app,
+        &p,
+        json!({ "kernel_lifetime_max_ms": lifetime_ms }),
+        Duration::from_secs(15),
+    )
+    .await;
     let backstop = expires + lifetime_ms + 2_000;
     assert!(
         got >= backstop,
@@ -184,26 +202,7 @@ async fn with_dad_on_the_fence_does_not_wait_for_kernel_lifetimes(b: Backend) {
     })
     .await;
     let p = placed(&app, json!({ "kernel_lifetime_max_ms": 60_000 })).await;
-    let r = app
-        .patch(
-            &format!("/v1/floating-ips/{}", p.id),
-            ADMIN,
-            json!({ "standby_instance_ids": [p.vm_b] }),
-        )
-        .await;
-    expect(r, StatusCode::OK).await;
-    let started = Instant::now();
-    loop {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "B did not get F within lease + grace"
-        );
-        p.b.lease().await;
-        if !p.b.wanted_and_removals().await.0.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    failover_to_b(&app, &p, json!({}), Duration::from_secs(10)).await;
 }
 
 /// Issue 10 item 2, fipd's side: an agent holding thousands of addresses
@@ -219,27 +218,8 @@ async fn the_fence_waits_for_the_agents_own_fence_time(b: Backend) {
     .await;
     let fence_ms = 2_500;
     let p = placed(&app, json!({ "fence_max_ms": fence_ms })).await;
-    let last = p.a.lease_with(json!({ "fence_max_ms": fence_ms })).await;
-    let expires = chrono::DateTime::parse_from_rfc3339(last["lease_expires_at"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis();
-    let r = app
-        .patch(
-            &format!("/v1/floating-ips/{}", p.id),
-            ADMIN,
-            json!({ "standby_instance_ids": [p.vm_b] }),
-        )
-        .await;
-    expect(r, StatusCode::OK).await;
-    let started = Instant::now();
-    let got = loop {
-        assert!(started.elapsed() < Duration::from_secs(15), "B never got F");
-        p.b.lease().await;
-        if !p.b.wanted_and_removals().await.0.is_empty() {
-            break chrono::Utc::now().timestamp_millis();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let expires = expiry_ms(&p.a.lease_with(json!({ "fence_max_ms": fence_ms })).await);
+    let got = failover_to_b(&app, &p, json!({}), Duration::from_secs(15)).await;
     assert!(
         got >= expires + fence_ms,
         "B got F {} ms before A's fence could have ended",
