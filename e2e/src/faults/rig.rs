@@ -300,7 +300,11 @@ impl Rig {
                 // fipd needs its database to start: with PostgreSQL down,
                 // the restart waits for it.
                 if self.pg_down {
-                    self.pending_restarts.push(replica);
+                    // The replica may be killed again (a no-op: it is not
+                    // running) and healed again before the database is back.
+                    if !self.pending_restarts.contains(&replica) {
+                        self.pending_restarts.push(replica);
+                    }
                 } else {
                     self.restart_replica(replica).await?;
                 }
@@ -329,6 +333,12 @@ impl Rig {
 
     async fn restart_replica(&mut self, replica: usize) -> Result<()> {
         let r = &mut self.replicas[replica];
+        if r.proc.is_some() {
+            // Already restarted: a second kill while it waited for the
+            // database found nothing to kill. Starting another fipd on the
+            // same port would fail (seed 1796576697 in docs/testing.md).
+            return Ok(());
+        }
         // The port may linger a moment after the kill.
         let mut last = None;
         for _ in 0..50 {
