@@ -427,10 +427,14 @@ impl Reconciler {
         // an older one may name addresses fipd has moved away meanwhile.
         let may_add = match standing {
             Standing::Unleased => return true,
+            // The fence is deleting everything, and a pass follows when it
+            // is done. A read now would only slow it: each one walks every
+            // address under the lock the deletions need.
+            Standing::Fencing { .. } => return true,
             Standing::Serving { lease, since } => {
                 super::lease::BootInstant::now() < lease.expires_at() && fetched.sent_at >= since
             }
-            Standing::Fencing { .. } | Standing::Fenced => false,
+            Standing::Fenced => false,
         };
         if may_add && !self.could_add {
             tracing::info!("holding a desired state fetched under the current lease: applying it");

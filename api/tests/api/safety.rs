@@ -206,7 +206,7 @@ async fn with_dad_on_the_fence_does_not_wait_for_kernel_lifetimes(b: Backend) {
 }
 
 /// Issue 10 item 2, fipd's side: an agent holding thousands of addresses
-/// needs longer than the grace to remove them all (47 s for 10,000 in
+/// needs longer than the grace to remove them all (9.7 s for 10,000 in
 /// bench/results.md, figure 7), and says so with each renewal. Even with
 /// DAD on, fipd assumes its removals only once that fence can have ended.
 /// Before, B got F at lease + grace while A's fence was still deleting.
