@@ -133,10 +133,8 @@ fn expiry_ms(lease: &Value) -> i64 {
         .timestamp_millis()
 }
 
-/// Makes B F's standby; A has stopped renewing, B renews (with `b_lease`)
-/// until its desired state carries F, within `within`. Returns when, in
-/// wall-clock ms.
-async fn failover_to_b(app: &TestApp, p: &Placed<'_>, b_lease: Value, within: Duration) -> i64 {
+/// Makes B's instance F's standby.
+async fn standby_on_b(app: &TestApp, p: &Placed<'_>) {
     let r = app
         .patch(
             &format!("/v1/floating-ips/{}", p.id),
@@ -145,6 +143,13 @@ async fn failover_to_b(app: &TestApp, p: &Placed<'_>, b_lease: Value, within: Du
         )
         .await;
     expect(r, StatusCode::OK).await;
+}
+
+/// Makes B F's standby; A has stopped renewing, B renews (with `b_lease`)
+/// until its desired state carries F, within `within`. Returns when, in
+/// wall-clock ms.
+async fn failover_to_b(app: &TestApp, p: &Placed<'_>, b_lease: Value, within: Duration) -> i64 {
+    standby_on_b(app, p).await;
     let started = Instant::now();
     loop {
         assert!(
@@ -239,14 +244,7 @@ async fn an_agent_with_dad_off_makes_the_fence_wait_for_lifetimes(b: Backend) {
     let p = placed(&app, json!({ "kernel_lifetime_max_ms": 60_000 })).await;
     p.b.lease_with(json!({ "dad_override": "off", "kernel_lifetime_max_ms": 1000 }))
         .await;
-    let r = app
-        .patch(
-            &format!("/v1/floating-ips/{}", p.id),
-            ADMIN,
-            json!({ "standby_instance_ids": [p.vm_b] }),
-        )
-        .await;
-    expect(r, StatusCode::OK).await;
+    standby_on_b(&app, &p).await;
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
         p.b.lease_with(json!({ "dad_override": "off", "kernel_lifetime_max_ms": 1000 }))
