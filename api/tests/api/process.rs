@@ -51,19 +51,9 @@ fn lines_of<R: Read + Send + 'static>(r: R) -> mpsc::Receiver<String> {
 impl Fipd {
     /// Starts `fipd serve` with `args` and waits for its listening line.
     pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        Self::start_wrapped(&[], args, envs)
-    }
-
-    /// Like [`Fipd::start`], run through `wrapper` (e.g. `faketime -f +5s`).
-    pub fn start_wrapped(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Self {
-        let mut cmd = match wrapper.split_first() {
-            Some((prog, rest)) => {
-                let mut c = Command::new(prog);
-                c.args(rest).arg(fipd_bin());
-                c
-            }
-            None => Command::new(fipd_bin()),
-        };
+        // No wrapper process (such as `faketime`): it would fork, and
+        // killing it on drop would leave fipd running.
+        let mut cmd = Command::new(fipd_bin());
         cmd.arg("serve")
             .args(args)
             .stdout(Stdio::piped())
