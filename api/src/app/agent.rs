@@ -93,9 +93,10 @@ impl App {
         // the expiry it computes on its own clock is never later than ours.
         let now = self.store.now(&mut tx).await?;
         let expires_at = now + ttl;
-        let lifetime_ms = req
-            .kernel_lifetime_max_ms
-            .map(|l| i64::try_from(l).unwrap_or(i64::MAX / 4));
+        // Durations the agent reports, as instants after our expiry (an
+        // absurd value saturates rather than wraps).
+        let after_expiry =
+            |ms: u64| expires_at.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX / 4));
         let renewal = hosts::Renewal {
             host_id,
             now,
@@ -103,16 +104,12 @@ impl App {
             // Every lifetime the agent sets is set while its lease is valid,
             // so no copy outlives this lease's end by more than the longest
             // lifetime, plus the kernel's expiry granularity.
-            backstop_at: lifetime_ms.map(|l| {
-                expires_at
-                    .saturating_add(l)
-                    .saturating_add(KERNEL_EXPIRY_SLACK_MS)
-            }),
+            backstop_at: req
+                .kernel_lifetime_max_ms
+                .map(|l| after_expiry(l).saturating_add(KERNEL_EXPIRY_SLACK_MS)),
             // The agent's self-fence runs from its lease's end, which is
             // no later than ours.
-            fence_done_at: req
-                .fence_max_ms
-                .map(|f| expires_at.saturating_add(i64::try_from(f).unwrap_or(i64::MAX / 4))),
+            fence_done_at: req.fence_max_ms.map(after_expiry),
             dad_override: req.dad_override.map(DadMode::as_str),
             agent_version: &req.agent_version,
             networks: &networks,

@@ -223,7 +223,8 @@ fn count_addrs(ns: &str) -> Result<(usize, usize)> {
 }
 
 pub async fn run(topo: &Topo, n: usize) -> Result<Scale> {
-    let c = Cluster::new(topo, &cluster::Opts::default()).await?;
+    let opts = cluster::Opts::default();
+    let c = Cluster::new(topo, &opts).await?;
     // N floating IPs on A's instance while A's agent is not running:
     // creating them is not part of the measurement.
     let created = Instant::now();
@@ -430,7 +431,6 @@ pub async fn run(topo: &Topo, n: usize) -> Result<Scale> {
     let rss_adopt_mib = peak_rss_mib(agent2.pid())?;
     // Figure 7: with all N held, the agent fences itself once its lease
     // runs out (issue 10 item 2).
-    let opts = cluster::Opts::default();
     let fenced = if reported == n {
         match fence(topo, &agent2.log, opts.fence_grace_ms, opts.lease_ttl_ms).await {
             Ok(f) => Some(f),

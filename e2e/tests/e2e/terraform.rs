@@ -35,28 +35,23 @@ async fn cli() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-/// Builds the provider into `dir` and writes a CLI config whose
+/// Builds the provider the way the README tells users to
+/// (terraform/scripts/dev-override.sh) and returns the CLI config whose
 /// dev_overrides point `fipd/fipd` at it.
-async fn provider(dir: &Path) -> PathBuf {
-    let st = tokio::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(dir.join("terraform-provider-fipd"))
-        .arg(".")
-        .current_dir(terraform_dir())
-        .status()
+async fn provider() -> PathBuf {
+    let out = tokio::process::Command::new("bash")
+        .arg(terraform_dir().join("scripts/dev-override.sh"))
+        .stderr(Stdio::inherit())
+        .output()
         .await
-        .expect("run go build (Go is needed for the provider)");
-    assert!(st.success(), "go build of the provider failed");
-    let rc = dir.join("dev.tfrc");
-    std::fs::write(
-        &rc,
-        format!(
-            "provider_installation {{\n  dev_overrides {{\n    \"fipd/fipd\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
-            dir.display()
-        ),
-    )
-    .unwrap();
-    rc
+        .expect("run dev-override.sh (Go is needed for the provider)");
+    assert!(out.status.success(), "dev-override.sh failed");
+    let export = String::from_utf8(out.stdout).unwrap();
+    let rc = export
+        .trim()
+        .strip_prefix("export TF_CLI_CONFIG_FILE=")
+        .unwrap_or_else(|| panic!("dev-override.sh printed {export:?}"));
+    PathBuf::from(rc)
 }
 
 struct Tf {
@@ -91,20 +86,18 @@ impl Tf {
         (out.status.code().unwrap_or(-1), text)
     }
 
-    async fn apply(&self, instance: &str) -> String {
+    /// `command` (with `flags`) for the configuration pointing at
+    /// `instance`, non-interactive.
+    async fn on(&self, command: &str, flags: &[&str], instance: &str) -> (i32, String) {
         let var = format!("instance_id={instance}");
-        let (code, text) = self
-            .run(&[
-                "apply",
-                "-auto-approve",
-                "-input=false",
-                "-no-color",
-                "-var",
-                &var,
-            ])
-            .await;
+        let mut args = vec![command, "-input=false", "-no-color", "-var", &var];
+        args.extend_from_slice(flags);
+        self.run(&args).await
+    }
+
+    async fn apply(&self, instance: &str) {
+        let (code, text) = self.on("apply", &["-auto-approve"], instance).await;
         assert_eq!(code, 0, "apply failed:\n{text}");
-        text
     }
 }
 
@@ -124,7 +117,7 @@ async fn terraform_associates_and_moves_a_floating_ip_on_real_agents() {
     let cli = cli().await;
     let c = Cluster::start(FipdOpts::default(), false).await;
     let tmp = tempfile::tempdir().unwrap();
-    let rc = provider(tmp.path()).await;
+    let rc = provider().await;
     let work = tmp.path().join("work");
     std::fs::create_dir(&work).unwrap();
     std::fs::write(
@@ -175,16 +168,7 @@ output "fip_id" {{
     );
     assert!(c.topo.a.has_addr(F), "A's kernel holds F");
     assert!(!c.topo.b.has_addr(F), "B's kernel does not");
-    let (code, text) = tf
-        .run(&[
-            "plan",
-            "-detailed-exitcode",
-            "-input=false",
-            "-no-color",
-            "-var",
-            &format!("instance_id={}", c.vm_a),
-        ])
-        .await;
+    let (code, text) = tf.on("plan", &["-detailed-exitcode"], &c.vm_a).await;
     assert_eq!(code, 0, "no changes after apply:\n{text}");
 
     // Point it at B's instance: moved, never held on both at once.
@@ -209,16 +193,7 @@ output "fip_id" {{
     assert_no_double_holder(&held_a, &held_b);
 
     // Destroy releases the address and takes it off the link.
-    let (code, text) = tf
-        .run(&[
-            "destroy",
-            "-auto-approve",
-            "-input=false",
-            "-no-color",
-            "-var",
-            &format!("instance_id={}", c.vm_b),
-        ])
-        .await;
+    let (code, text) = tf.on("destroy", &["-auto-approve"], &c.vm_b).await;
     assert_eq!(code, 0, "destroy failed:\n{text}");
     let (st, v) = api
         .call(Method::GET, &format!("/v1/floating-ips/{id}"), ADMIN, None)
