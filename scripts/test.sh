@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: formatting, lints, and every test
 # (API on SQLite and PostgreSQL, agent and end-to-end tests in real network
-# namespaces, the fault-injection suite's quick mode, the Terraform
+# namespaces, the fault-injection suite's quick mode, schemathesis against
+# the OpenAPI document on both backends, the Terraform
 # provider's acceptance tests with a real CLI, the benchmarks' quick mode).
 #
 # PostgreSQL: $DATABASE_URL if set, else a server on 127.0.0.1:5432 if one
 # answers, else a throwaway cluster started from the system's binaries,
 # stopped again on exit. Missing tools come from Debian's packages:
 # iproute2, nftables (cuts with the carrier up), faketime (clock steps),
-# postgresql (the server binaries; the fault suite runs its own cluster).
+# postgresql (the server binaries; the fault suite runs its own cluster),
+# python3-venv (schemathesis's virtualenv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +30,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v nft >/dev/null || missing+=(nftables)
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ] || missing+=(faketime)
 ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || missing+=(postgresql)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 pg_answers() { # host port
@@ -91,6 +94,13 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --no-fail-fast
 fi
+
+# The OpenAPI document against the server: schemathesis with every check,
+# seed 1, a minute on each backend (docs/api.md, "Checking the document").
+# It installs itself from PyPI into a virtualenv on first use.
+log "schemathesis (scripts/schemathesis/run.sh) on SQLite and PostgreSQL"
+FIPD_BIN="$PWD/target/debug/fipd" scripts/schemathesis/run.sh sqlite --seed 1 --max-time 60
+FIPD_BIN="$PWD/target/debug/fipd" scripts/schemathesis/run.sh postgres --seed 1 --max-time 60
 
 # The Terraform provider: gofmt, go vet, generated docs current, and the
 # acceptance tests against fipd with a real OpenTofu CLI (built from the Go

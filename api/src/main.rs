@@ -143,7 +143,7 @@ fn main() -> ExitCode {
         match command {
             Run::Openapi => {
                 let doc = fipd::http::openapi();
-                println!("{}", doc.to_pretty_json()?);
+                println!("{}", serde_json::to_string_pretty(&doc)?);
                 Ok(())
             }
             Run::Migrate(settings) => {

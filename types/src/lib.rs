@@ -76,10 +76,41 @@ impl ReportedState {
 #[serde(deny_unknown_fields)]
 pub struct ServedNetwork {
     /// The network's name in fipd.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 255, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub network: String,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 15, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub interface: String,
     /// The interface's MAC, `aa:bb:cc:dd:ee:ff`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 17, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub mac: Option<String>,
+}
+
+/// At most 100 findings of at most 1,024 printable characters (what fipd
+/// checks, api/src/app/agent.rs).
+#[cfg(feature = "openapi")]
+fn findings_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(1024))
+                .pattern(Some(r"^[^\x00-\x1F\x7F-\x9F]*$")),
+        )
+        .max_items(Some(100))
+        .description(Some(
+            "Warnings from the agent's preflight check of its interfaces.",
+        ))
+        .build()
 }
 
 /// `POST /v1/agent/lease`: renew the host's lease and describe the agent.
@@ -87,10 +118,16 @@ pub struct ServedNetwork {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 64, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub agent_version: String,
+    #[cfg_attr(feature = "openapi", schema(max_items = 64))]
     pub networks: Vec<ServedNetwork>,
     /// Warnings from the agent's preflight check of its interfaces.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(schema_with = findings_schema))]
     pub findings: Vec<String>,
     /// The longest kernel lifetime (valid_lft), in ms, that any address
     /// this agent manages has now or will be given before its next
@@ -176,8 +213,16 @@ pub struct Report {
     pub revision: i64,
     pub state: ReportedState,
     pub dad_ms: Option<u64>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 17, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub defender_mac: Option<String>,
     pub na_sent: Option<u32>,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(max_length = 1024, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")
+    )]
     pub detail: Option<String>,
     pub observed_at: DateTime<Utc>,
 }
@@ -186,6 +231,7 @@ pub struct Report {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ReportBatch {
+    #[cfg_attr(feature = "openapi", schema(max_items = 10000))]
     pub reports: Vec<Report>,
 }
 

@@ -44,6 +44,17 @@ fn agent_host(who: &Principal) -> AppResult<(&str, &str)> {
     }
 }
 
+/// The OpenAPI document gives these fields `format: int64` (the agent's
+/// types are unsigned), so what exceeds an i64 is refused as out of range.
+fn check_int64(field: &str, value: Option<u64>) -> AppResult<()> {
+    match value {
+        Some(v) if i64::try_from(v).is_err() => {
+            Err(AppError::invalid(field, format!("at most {}", i64::MAX)))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_len(field: &str, value: &str, max: usize) -> AppResult<()> {
     if value.chars().count() > max || value.chars().any(char::is_control) {
         return Err(AppError::invalid(
@@ -81,6 +92,8 @@ impl App {
         for (i, f) in req.findings.iter().enumerate() {
             check_len(&format!("findings[{i}]"), f, 1024)?;
         }
+        check_int64("kernel_lifetime_max_ms", req.kernel_lifetime_max_ms)?;
+        check_int64("fence_max_ms", req.fence_max_ms)?;
         let ttl = self.config.lease_ttl_ms;
         let networks = serde_json::to_string(&req.networks).expect("serialisable");
         let findings = serde_json::to_string(&req.findings).expect("serialisable");
@@ -292,6 +305,13 @@ impl App {
             }
             if let Some(d) = &r.detail {
                 check_len(&format!("reports[{i}].detail"), d, 1024)?;
+            }
+            check_int64(&format!("reports[{i}].dad_ms"), r.dad_ms)?;
+            if r.na_sent.is_some_and(|n| i32::try_from(n).is_err()) {
+                return Err(AppError::invalid(
+                    format!("reports[{i}].na_sent"),
+                    format!("at most {}", i32::MAX),
+                ));
             }
         }
         let (mut accepted, mut ignored) = (0, 0);

@@ -60,9 +60,11 @@ impl Principal {
         }
         match (self.project(), requested) {
             (None, Some(p)) => Ok(p),
-            (None, None) => Err(AppError::invalid(
-                "project_id",
-                "is required when using the admin token",
+            // The admin token belongs to no project, so it may not create
+            // anything without naming one: a permission, not a schema rule.
+            (None, None) => Err(AppError::Forbidden(
+                "project_id: the admin token belongs to no project; name the project to create in"
+                    .into(),
             )),
             (Some(own), Some(p)) if &p != own => Err(AppError::Forbidden(
                 "a project token can only create objects in its own project".into(),

@@ -8,6 +8,10 @@ pub enum AppError {
     /// The object does not exist, or the caller may not know it exists.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// A field of the request names an object that does not exist (or
+    /// that the caller may not see); `field` names it.
+    #[error("{field}: {message}")]
+    NoSuch { field: String, message: String },
     /// A field of the request is invalid; `field` names it.
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
@@ -28,6 +32,13 @@ pub enum AppError {
 impl AppError {
     pub fn invalid(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
         Self::Invalid {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn no_such(field: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self::NoSuch {
             field: field.into(),
             message: message.to_string(),
         }

@@ -64,7 +64,7 @@ pub fn standby_list(row: &FloatingIpRow) -> Vec<String> {
 }
 
 fn no_such_instance() -> AppError {
-    AppError::invalid(
+    AppError::no_such(
         "instance_id",
         "no such instance in the floating IP's project",
     )
@@ -189,18 +189,15 @@ impl App {
                     .store
                     .pool_get(pid)
                     .await?
-                    .ok_or_else(|| AppError::invalid("pool_id", "no such pool"))?;
+                    .ok_or_else(|| AppError::no_such("pool_id", "no such pool"))?;
                 if network_id.as_ref().is_some_and(|n| n != &row.network_id) {
-                    return Err(AppError::invalid(
-                        "pool_id",
-                        "the pool is not on network_id",
-                    ));
+                    return Err(AppError::no_such("pool_id", "no such pool on network_id"));
                 }
                 vec![Pool::from_row(row)?]
             }
             (Some(nid), None) => {
                 if self.store.network_get(nid).await?.is_none() {
-                    return Err(AppError::invalid("network_id", "no such network"));
+                    return Err(AppError::no_such("network_id", "no such network"));
                 }
                 let key = address.map(|a| addr_key(a.into()));
                 self.store
@@ -220,9 +217,9 @@ impl App {
         if let Some(addr) = address {
             let inside = pools.iter().any(|p| p.space.prefix().contains(addr.into()));
             if !inside {
-                return Err(AppError::invalid(
-                    "address",
-                    format!("{addr} is not inside any pool of the network"),
+                return Err(AppError::conflict(
+                    "address_unavailable",
+                    format!("address: {addr} is not inside any pool of the network"),
                 ));
             }
         } else if pools.is_empty() {
@@ -263,7 +260,10 @@ impl App {
     ) -> AppResult<(Tx, u128)> {
         let a = u128::from(addr);
         if let Some(why) = pool.space.refusal(a) {
-            return Err(AppError::invalid("address", format!("{addr} is {why}")));
+            return Err(AppError::conflict(
+                "address_unavailable",
+                format!("address: {addr} is {why}"),
+            ));
         }
         let key = addr_key(a);
         let new = NewFloatingIp {
@@ -386,7 +386,7 @@ impl App {
                     .await?
                     .is_some_and(|inst| inst.project_id == row.project_id);
                 if !ok {
-                    return Err(AppError::invalid(
+                    return Err(AppError::no_such(
                         format!("standby_instance_ids[{i}]"),
                         "no such instance in the floating IP's project",
                     ));

@@ -125,7 +125,7 @@ impl App {
     pub(crate) async fn require_host(&self, name: &HostName) -> AppResult<()> {
         match self.store.host_by_name(name.as_str()).await? {
             Some(_) => Ok(()),
-            None => Err(AppError::invalid(
+            None => Err(AppError::no_such(
                 "host",
                 format!("no host named {name:?}; register it with POST /v1/hosts"),
             )),

@@ -52,7 +52,7 @@ impl App {
         let space = PoolSpace::new(new.cidr, new.ranges.as_deref(), &new.reserved)
             .map_err(|e| AppError::invalid(e.field(), &e))?;
         if self.store.network_get(&new.network_id).await?.is_none() {
-            return Err(AppError::invalid("network_id", "no such network"));
+            return Err(AppError::no_such("network_id", "no such network"));
         }
         let ranges: Vec<(Ipv6Addr, Ipv6Addr)> = space
             .ranges()
@@ -79,7 +79,7 @@ impl App {
                 "pool_overlap",
                 format!("{} overlaps another pool on this network", new.cidr),
             )),
-            Err(StoreError::ForeignKey) => Err(AppError::invalid("network_id", "no such network")),
+            Err(StoreError::ForeignKey) => Err(AppError::no_such("network_id", "no such network")),
             Err(e) => Err(e.into()),
         }
     }

@@ -52,6 +52,14 @@ impl App {
         Ok(paginate(rows, page.limit, |r| r.id.clone()))
     }
 
+    pub async fn token_get(&self, who: &Principal, id: &str) -> AppResult<TokenRow> {
+        who.require_admin()?;
+        self.store
+            .token_get(id)
+            .await?
+            .ok_or(AppError::NotFound("token"))
+    }
+
     pub async fn token_delete(&self, who: &Principal, id: &str) -> AppResult<()> {
         who.require_admin()?;
         if self.store.token_delete(id).await? {

@@ -15,8 +15,34 @@ pub enum NameError {
     BadChar(&'static str),
 }
 
+/// The JSON Schema pattern of a string of "printable characters": none of
+/// Unicode's control characters (category Cc, what `char::is_control`
+/// tests). Written with two-digit escapes, which ECMA-262, Python and Go
+/// regular expressions all read the same way.
+const PRINTABLE_PATTERN: &str = r"^[^\x00-\x1F\x7F-\x9F]*$";
+/// ASCII letters, digits, '-', '_' and '.'.
+const SLUG_PATTERN: &str = r"^[A-Za-z0-9._-]*$";
+
+/// The schema of a validated string: the same bounds and character set the
+/// parser enforces, so the OpenAPI document and the server cannot disagree.
+fn string_schema(
+    min: usize,
+    max: usize,
+    pattern: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .min_length((min > 0).then_some(min))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+        .examples([serde_json::Value::from(example)])
+        .into()
+}
+
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, max = $max:expr, allowed = $allowed:expr, chars = $desc:expr) => {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr, allowed = $allowed:expr, chars = $desc:expr,
+     pattern = $pattern:expr, example = $example:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -60,12 +86,21 @@ macro_rules! name_type {
                 f.write_str(&self.0)
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                string_schema(1, $max, $pattern, $example)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
 }
 
 name_type!(
     /// A human name for a network or instance: printable, no control characters.
-    Name, max = 255, allowed = |c| !c.is_control(), chars = "printable characters"
+    Name, max = 255, allowed = |c| !c.is_control(), chars = "printable characters",
+    pattern = PRINTABLE_PATTERN, example = "prod-link-1"
 );
 
 name_type!(
@@ -74,7 +109,8 @@ name_type!(
     ProjectId,
     max = 64,
     allowed = |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'),
-    chars = "ASCII letters, digits, '-', '_' and '.'"
+    chars = "ASCII letters, digits, '-', '_' and '.'",
+    pattern = SLUG_PATTERN, example = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 );
 
 name_type!(
@@ -82,7 +118,8 @@ name_type!(
     HostName,
     max = 253,
     allowed = |c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'),
-    chars = "ASCII letters, digits, '-', '_' and '.'"
+    chars = "ASCII letters, digits, '-', '_' and '.'",
+    pattern = SLUG_PATTERN, example = "compute-1"
 );
 
 #[cfg(test)]
@@ -164,6 +201,17 @@ impl From<Description> for String {
     }
 }
 
+/// Printable characters, newlines and tabs.
+const DESCRIPTION_PATTERN: &str = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$";
+
+impl utoipa::PartialSchema for Description {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_schema(0, Self::MAX, DESCRIPTION_PATTERN, "uplink for rack 2")
+    }
+}
+
+impl utoipa::ToSchema for Description {}
+
 #[cfg(test)]
 mod description_tests {
     use super::*;
@@ -172,6 +220,30 @@ mod description_tests {
     fn descriptions_may_be_empty_or_multiline() {
         assert!(Description::parse("").is_ok());
         assert!(Description::parse("line 1\nline 2\tx").is_ok());
+    }
+
+    /// The document's patterns say exactly what the parsers accept, for
+    /// every character up to U+2FFF and a few beyond.
+    #[test]
+    fn the_schema_patterns_match_the_parsers() {
+        fn agree(pattern: &str, min: usize, parse: impl Fn(&str) -> bool) {
+            let re = regex::Regex::new(pattern).unwrap();
+            let chars = (0u32..0x3000).chain([0xFEFF, 0x1F600, 0x10FFFF]);
+            for c in chars.filter_map(char::from_u32) {
+                let s = format!("a{c}b");
+                assert_eq!(
+                    re.is_match(&s),
+                    parse(&s),
+                    "{pattern} on U+{:04X}",
+                    c as u32
+                );
+            }
+            assert_eq!(re.is_match("") && min == 0, parse(""), "{pattern} on \"\"");
+        }
+        agree(PRINTABLE_PATTERN, 1, |s| Name::parse(s).is_ok());
+        agree(SLUG_PATTERN, 1, |s| ProjectId::parse(s).is_ok());
+        agree(SLUG_PATTERN, 1, |s| HostName::parse(s).is_ok());
+        agree(DESCRIPTION_PATTERN, 0, |s| Description::parse(s).is_ok());
     }
 
     #[test]

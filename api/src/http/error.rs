@@ -65,6 +65,11 @@ impl From<AppError> for ApiError {
                 "not_found",
                 format!("{what} not found"),
             ),
+            // Neutron's answer too: naming a network that does not exist
+            // is a 404, whichever resource the request was about.
+            e @ AppError::NoSuch { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", e.to_string())
+            }
             e @ AppError::Invalid { .. } => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_field",

@@ -5,7 +5,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::{AUTHORIZATION, IF_MATCH};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -13,16 +13,55 @@ use crate::app::floating_ips::IfMatch;
 use crate::app::{App, AppError, Principal};
 
 /// A JSON body; unknown fields are refused by the target types themselves.
+/// Every body of the API is a JSON object, and a number with a zero
+/// fraction (`124.0`) counts as an integer, as JSON Schema counts it: the
+/// body is read as a JSON value first, checked and normalised, then
+/// converted.
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(v)) => Ok(Self(v)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let value = match axum::Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(axum::Json(v)) => v,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        let invalid = |detail: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", detail)
+        };
+        if !value.is_object() {
+            return Err(invalid("the body must be a JSON object".into()));
         }
+        serde_path_to_error::deserialize(whole_numbers(value))
+            .map(Self)
+            .map_err(|e| match e.path().to_string().as_str() {
+                "." => invalid(e.inner().to_string()),
+                path => invalid(format!("{path}: {}", e.inner())),
+            })
+    }
+}
+
+/// Turns numbers like `124.0` into the integers they are, everywhere in a
+/// value; other numbers stay as they are.
+fn whole_numbers(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    // Only where every integer is exact as an f64: a number beyond 2^53
+    // written as a float may stand for a neighbour, so it stays a float
+    // and an integer field refuses it.
+    const EXACT: std::ops::RangeInclusive<f64> = -9_007_199_254_740_992.0..=9_007_199_254_740_992.0;
+    match v {
+        Value::Number(n) if n.is_f64() => match n.as_f64() {
+            Some(f) if f.fract() == 0.0 && EXACT.contains(&f) => Value::from(f as i64),
+            _ => Value::Number(n),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, whole_numbers(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
@@ -129,6 +168,53 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
+/// A string header's schema: its pattern is what its parser accepts.
+fn header_schema(
+    pattern: &str,
+    example: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(pattern))
+        .examples([serde_json::Value::from(example)])
+        .into()
+}
+
+/// `Idempotency-Key`: 1 to 255 visible ASCII characters (docs/api.md,
+/// "Idempotency").
+pub struct IdempotencyKey(pub String);
+
+impl IdempotencyKey {
+    const PATTERN: &'static str = "^[!-~]{1,255}$";
+
+    pub fn parse(value: &HeaderValue) -> Option<Self> {
+        let b = value.as_bytes();
+        ((1..=255).contains(&b.len()) && b.iter().all(u8::is_ascii_graphic))
+            .then(|| Self(String::from_utf8_lossy(b).into_owned()))
+    }
+}
+
+impl utoipa::PartialSchema for IdempotencyKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        header_schema(Self::PATTERN, "3f2b8c1e-create-net-1")
+    }
+}
+
+impl utoipa::ToSchema for IdempotencyKey {}
+
+/// A revision in `If-Match`: at most 18 digits, so every one fits an i64.
+const REVISION_DIGITS: usize = 18;
+
+impl utoipa::PartialSchema for IfMatchHeader {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let tag = r#"(W/)?"[0-9]{1,18}"|[0-9]{1,18}"#;
+        let pattern = format!(r"^[ \t]*(\*|({tag})([ \t]*,[ \t]*({tag}))*)[ \t]*$");
+        header_schema(&pattern, "\"3\"")
+    }
+}
+
+impl utoipa::ToSchema for IfMatchHeader {}
+
 /// `If-Match: "<revision>"`, a list of such tags, or `*` (RFC 9110
 /// §13.1.1). Comparison is strong: a weak tag (`W/"3"`) never matches, so
 /// a request carrying only weak tags fails with 412. A bare number is
@@ -169,7 +255,10 @@ fn parse_if_match(s: &str) -> Option<IfMatch> {
             None if !weak => t,
             None => return None,
         };
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        if digits.is_empty()
+            || digits.len() > REVISION_DIGITS
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
             return None;
         }
         let rev: i64 = digits.parse().ok()?;
@@ -196,6 +285,19 @@ mod tests {
     }
 
     #[test]
+    fn whole_floats_become_integers() {
+        use serde_json::json;
+        assert_eq!(
+            whole_numbers(json!({"a": [124.0, -3.0, 1.5, 7]})),
+            json!({"a": [124, -3, 1.5, 7]})
+        );
+        assert!(whole_numbers(json!(1e300)).is_f64());
+        // -2^63 - 1 reads as the f64 -2^63; it must not become i64::MIN.
+        let below: serde_json::Value = serde_json::from_str("-9223372036854775809").unwrap();
+        assert!(whole_numbers(below).is_f64());
+    }
+
+    #[test]
     fn weak_tags_never_match() {
         // RFC 9110: If-Match uses the strong comparison.
         assert_eq!(parse_if_match("W/\"3\""), Some(IfMatch::Revisions(vec![])));
@@ -215,8 +317,64 @@ mod tests {
             "\"3",
             "W/3",
             "99999999999999999999999",
+            "1234567890123456789",
         ] {
             assert_eq!(parse_if_match(s), None, "{s}");
+        }
+    }
+
+    /// The document's pattern accepts exactly what the parser accepts.
+    #[test]
+    fn the_if_match_pattern_matches_the_parser() {
+        let utoipa::openapi::RefOr::T(utoipa::openapi::schema::Schema::Object(o)) =
+            <IfMatchHeader as utoipa::PartialSchema>::schema()
+        else {
+            panic!("an object schema")
+        };
+        let re = regex::Regex::new(o.pattern.as_deref().unwrap()).unwrap();
+        for s in [
+            "*",
+            "\"3\"",
+            "3",
+            " \"3\" ",
+            "\"3\", \"4\"",
+            "W/\"3\"",
+            "W/\"3\",\"4\"",
+            "123456789012345678",
+            "",
+            "\"\"",
+            "\"abc\"",
+            "-1",
+            "\"3",
+            "W/3",
+            "*, \"3\"",
+            "null",
+            "1234567890123456789",
+            "\"3\",",
+            ",\"3\"",
+        ] {
+            let parsed = parse_if_match(s.trim()).is_some();
+            assert_eq!(re.is_match(s), parsed, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii() {
+        let re = regex::Regex::new(IdempotencyKey::PATTERN).unwrap();
+        for s in [
+            "a",
+            "key-1:x/y",
+            "a b",
+            "",
+            "ä",
+            &"k".repeat(255),
+            &"k".repeat(256),
+        ] {
+            let parsed = HeaderValue::from_str(s)
+                .ok()
+                .and_then(|v| IdempotencyKey::parse(&v))
+                .is_some();
+            assert_eq!(re.is_match(s), parsed, "{s:?}");
         }
     }
 }

@@ -5,12 +5,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
-use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{Auth, IfMatchHeader, Json, Path, Query};
+use super::error::{ApiResult, Problem};
+use super::extract::{Auth, IdempotencyKey, IfMatchHeader, Json, Path, Query};
 use super::model::{
-    Event, FloatingIp, FloatingIpCreate, FloatingIpListParams, FloatingIpUpdate, Page, PageParams,
+    Event, EventPageParams, FloatingIp, FloatingIpCreate, FloatingIpListParams, FloatingIpUpdate,
+    Limit, Page,
 };
-use super::{page, validate_limit};
+use super::page;
 use crate::app::floating_ips::{FipPatch, NewFip};
 use crate::app::{App, AppError};
 use crate::domain::addr_key;
@@ -35,15 +36,16 @@ async fn with_etag(app: &App, status: StatusCode, row: FloatingIpRow) -> ApiResu
 /// with an instance.
 #[utoipa::path(post, path = "/v1/floating-ips", tag = "floating-ips", operation_id = "floating_ip_create",
     request_body = FloatingIpCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = FloatingIp),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Another project"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "`address_in_use` or `pool_exhausted`"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Another project, or the admin token without `project_id`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "`network_id`, `pool_id` or `instance_id` names nothing (in the project)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "`address_in_use`, `address_unavailable` or `pool_exhausted`"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "Body over 64 KiB"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field, address outside every pool, idempotency key reused with another body"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field"),
     ))]
 pub async fn floating_ip_create(
     State(app): State<App>,
@@ -75,7 +77,7 @@ pub async fn floating_ip_list(
     Auth(who): Auth,
     Query(q): Query<FloatingIpListParams>,
 ) -> ApiResult<axum::Json<Page<FloatingIp>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let filter = FloatingIpFilter {
         network_id: q.network_id.map(|u| u.to_string()),
         pool_id: q.pool_id.map(|u| u.to_string()),
@@ -111,15 +113,15 @@ pub async fn floating_ip_view(
 
 /// Associate, disassociate or describe a floating IP.
 #[utoipa::path(patch, path = "/v1/floating-ips/{id}", tag = "floating-ips", operation_id = "floating_ip_update",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The quoted revision the change is based on")),
+    params(("id" = Uuid, Path), ("If-Match" = inline(Option<IfMatchHeader>), Header, description = "The quoted revision the change is based on")),
     request_body = FloatingIpUpdate,
     responses(
         (status = 200, body = FloatingIp, headers(("ETag" = String, description = "The quoted revision"))),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON or If-Match"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such floating IP"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such floating IP, or `instance_id` or a standby names nothing in its project"),
         (status = 412, body = Problem, content_type = "application/problem+json", description = "`revision_mismatch`"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field or instance of another project"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field"),
     ))]
 pub async fn floating_ip_update(
     State(app): State<App>,
@@ -144,7 +146,7 @@ pub async fn floating_ip_update(
 /// Release a floating IP. Its address returns to the pool once no host
 /// holds it and the quarantine has passed.
 #[utoipa::path(delete, path = "/v1/floating-ips/{id}", tag = "floating-ips", operation_id = "floating_ip_delete",
-    params(("id" = Uuid, Path), ("If-Match" = Option<String>, Header, description = "The quoted revision the delete is based on")),
+    params(("id" = Uuid, Path), ("If-Match" = inline(Option<IfMatchHeader>), Header, description = "The quoted revision the delete is based on")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed If-Match"),
@@ -164,7 +166,7 @@ pub async fn floating_ip_delete(
 
 /// Read a floating IP's event log, oldest first.
 #[utoipa::path(get, path = "/v1/floating-ips/{id}/events", tag = "floating-ips", operation_id = "floating_ip_events",
-    params(("id" = Uuid, Path), PageParams),
+    params(("id" = Uuid, Path), EventPageParams),
     responses(
         (status = 200, body = Page<Event>),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Invalid query"),
@@ -175,15 +177,11 @@ pub async fn floating_ip_events(
     State(app): State<App>,
     Auth(who): Auth,
     Path(id): Path<Uuid>,
-    Query(q): Query<PageParams>,
+    Query(q): Query<EventPageParams>,
 ) -> ApiResult<axum::Json<Page<Event>>> {
-    let limit = validate_limit(q.limit)?;
-    let after = match q.page_token {
-        None => None,
-        Some(t) => Some(t.parse::<i64>().map_err(|_| {
-            ApiError::bad_request("invalid_query", "page_token is not a token this API issued")
-        })?),
-    };
+    let limit = Limit::or_default(q.limit);
+    // Past the largest event ID there is nothing to list.
+    let after = q.page_token.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
     let (rows, next) = app.fip_events(&who, &id.to_string(), after, limit).await?;
     Ok(axum::Json(Page::new(rows, next, Event::from)))
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, IdempotencyKey, Json, Path, Query};
 use super::middleware::ReplayAs;
 use super::model::{Host, HostCreate, HostCreated, Page, PageParams};
 use super::page;
@@ -15,7 +15,7 @@ use crate::app::App;
 /// Register a host (admin); its agent token is returned this once.
 #[utoipa::path(post, path = "/v1/hosts", tag = "hosts", operation_id = "host_create",
     request_body = HostCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = HostCreated),
         (status = 200, body = Host, description = "A replay (same Idempotency-Key and body): the host without its token, which is shown only once and never stored"),
@@ -55,7 +55,7 @@ pub async fn host_list(
     Auth(who): Auth,
     Query(q): Query<PageParams>,
 ) -> ApiResult<axum::Json<Page<Host>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let (rows, next) = app.host_list(&who, &page).await?;
     let now = app.lease_clock_now().await?;
     Ok(axum::Json(Page::new(rows, next, |r| Host::new(r, now))))

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, IdempotencyKey, Json, Path, Query};
 use super::model::{Instance, InstanceCreate, InstanceListParams, InstanceUpdate, Page};
 use super::page;
 use crate::app::instances::{InstancePatch, NewInstance};
@@ -14,12 +14,13 @@ use crate::app::App;
 /// Register an instance on a host.
 #[utoipa::path(post, path = "/v1/instances", tag = "instances", operation_id = "instance_create",
     request_body = InstanceCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = Instance),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
-        (status = 403, body = Problem, content_type = "application/problem+json", description = "Another project"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Another project, or the admin token without `project_id`"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "`host` names no registered host"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "`instance_exists`"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "Body over 64 KiB"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field"),
@@ -52,7 +53,7 @@ pub async fn instance_list(
     Auth(who): Auth,
     Query(q): Query<InstanceListParams>,
 ) -> ApiResult<axum::Json<Page<Instance>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let (rows, next) = app
         .instance_list(&who, q.project_id.as_ref(), q.host.as_ref(), &page)
         .await?;
@@ -86,7 +87,7 @@ pub async fn instance_view(
         (status = 200, body = Instance),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
-        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such instance"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such instance, or `host` names no registered host"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid field"),
     ))]
 pub async fn instance_update(

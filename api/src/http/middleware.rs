@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::error::{error_chain, ApiError, REQUEST_ID};
-use super::extract::bearer;
+use super::extract::{bearer, IdempotencyKey};
 use super::BODY_LIMIT;
-use crate::app::App;
+use crate::app::{App, AppError, Principal};
 use crate::store::now_ms;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -149,9 +149,9 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
     }) else {
         return next.run(Request::from_parts(parts, body)).await;
     };
-    let key = match raw_key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_owned(),
-        _ => {
+    let key = match IdempotencyKey::parse(&raw_key) {
+        Some(IdempotencyKey(k)) => k,
+        None => {
             return ApiError::bad_request(
                 "invalid_header",
                 "Idempotency-Key must be 1 to 255 visible ASCII characters",
@@ -194,18 +194,32 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         .await
     {
         Ok(c) => c,
-        Err(e) => return ApiError::from(crate::app::AppError::from(e)).into_response(),
+        Err(e) => return ApiError::from(AppError::from(e)).into_response(),
     };
     if !claimed {
         return match app.store.idempotency_get(&scope, &key).await {
+            // A uniqueness conflict, answered like the API's others (409);
+            // docs/api.md, "Idempotency".
             Ok(Some(rec)) if rec.request_hash != hash => ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::CONFLICT,
                 "idempotency_key_reused",
                 "this Idempotency-Key was used with another request body",
             )
             .into_response(),
             Ok(Some(rec)) => match (rec.status, rec.response) {
-                (Some(status), Some(body)) => replay(status, body),
+                (Some(status), Some(body)) => {
+                    match result_exists(&app, &who, parts.uri.path(), &body).await {
+                        Ok(true) => replay(status, body),
+                        Ok(false) => ApiError::new(
+                            StatusCode::CONFLICT,
+                            "idempotency_result_gone",
+                            "the object this Idempotency-Key created has been deleted since; \
+                             use a new key to create another",
+                        )
+                        .into_response(),
+                        Err(e) => ApiError::from(e).into_response(),
+                    }
+                }
                 _ => ApiError::new(
                     StatusCode::CONFLICT,
                     "idempotency_in_progress",
@@ -220,7 +234,7 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
                 "retry this request",
             )
             .into_response(),
-            Err(e) => ApiError::from(crate::app::AppError::from(e)).into_response(),
+            Err(e) => ApiError::from(AppError::from(e)).into_response(),
         };
     }
     let resp = next
@@ -257,6 +271,37 @@ pub async fn idempotency(State(app): State<App>, req: Request, next: Next) -> Re
         tracing::warn!(error = %error_chain(&e), "could not record idempotent response");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Whether the object a recorded create made is still there. A replay
+/// must not hand out an ID that now answers 404 (docs/api.md,
+/// "Idempotency"): the client learns the object is gone instead.
+async fn result_exists(
+    app: &App,
+    who: &Principal,
+    path: &str,
+    body: &str,
+) -> Result<bool, AppError> {
+    let Some(id) = serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
+    else {
+        return Ok(true);
+    };
+    let found = match path {
+        "/v1/networks" => app.network_get(&id).await.map(drop),
+        "/v1/pools" => app.pool_get(&id).await.map(drop),
+        "/v1/floating-ips" => app.fip_get(who, &id).await.map(drop),
+        "/v1/instances" => app.instance_get(who, &id).await.map(drop),
+        "/v1/hosts" => app.host_get(who, &id).await.map(drop),
+        "/v1/tokens" => app.token_get(who, &id).await.map(drop),
+        _ => Ok(()),
+    };
+    match found {
+        Ok(()) => Ok(true),
+        Err(AppError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 fn replay(status: i64, body: String) -> Response {

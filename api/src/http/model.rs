@@ -8,6 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::app::floating_ips::MAX_STANDBYS;
 use crate::app::pools::{Pool as AppPool, PoolUsage as AppPoolUsage};
 use crate::domain::{Description, FloatingIpStatus, HostName, Name, ProjectId};
 use crate::store::{
@@ -35,15 +36,82 @@ impl<T> Page<T> {
     }
 }
 
-/// Paging parameters shared by every list.
+/// A page size: 1 to 1000, 100 when left out. Its bounds are checked where
+/// the query is read, and the OpenAPI document states them from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Limit(i64);
+
+impl Limit {
+    pub const DEFAULT: i64 = 100;
+    pub const MAX: i64 = 1000;
+
+    /// The page size asked for, or the default.
+    pub fn or_default(limit: Option<Self>) -> i64 {
+        limit.map_or(Self::DEFAULT, |l| l.0)
+    }
+}
+
+impl TryFrom<i64> for Limit {
+    type Error = String;
+    fn try_from(n: i64) -> Result<Self, String> {
+        if (1..=Self::MAX).contains(&n) {
+            Ok(Self(n))
+        } else {
+            Err(format!("must be between 1 and {}", Self::MAX))
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Limit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(1))
+            .maximum(Some(Self::MAX))
+            .default(Some(Self::DEFAULT.into()))
+            .description(Some("Page size."))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Limit {}
+
+/// Paging parameters of lists ordered by ID: the token is the last ID of
+/// the previous page.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PageParams {
-    /// Page size, 1 to 1000 (default 100).
-    pub limit: Option<i64>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
     /// `next_page_token` of the previous page.
-    pub page_token: Option<String>,
+    pub page_token: Option<Uuid>,
+}
+
+/// Paging parameters of an event log: the token is the last event's ID.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventPageParams {
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<u64>,
+}
+
+/// Paging parameters of the quota list: the token is the last project ID.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaPageParams {
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    #[param(inline)]
+    pub page_token: Option<ProjectId>,
 }
 
 // ---- networks ---------------------------------------------------------------
@@ -52,18 +120,18 @@ pub struct PageParams {
 #[serde(deny_unknown_fields)]
 pub struct NetworkCreate {
     /// Unique name.
-    #[schema(value_type = String, example = "prod-link-1")]
+    #[schema(inline)]
     pub name: Name,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkUpdate {
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub name: Option<Name>,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
 }
 
@@ -93,10 +161,12 @@ impl From<NetworkRow> for Network {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkListParams {
-    pub limit: Option<i64>,
-    pub page_token: Option<String>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<Uuid>,
     /// Only the network with this name.
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub name: Option<Name>,
 }
 
@@ -120,11 +190,12 @@ pub struct PoolCreate {
     #[schema(example = "2001:db8:100::/64")]
     pub cidr: String,
     /// Allocation ranges inside `cidr`; default: the whole prefix.
+    #[schema(min_items = 1)]
     pub ranges: Option<Vec<AddrRange>>,
     /// Addresses never to allocate (gateways, VRRP, ...).
     #[schema(value_type = Option<Vec<String>>)]
     pub reserved: Option<Vec<Ipv6Addr>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
 }
 
@@ -169,8 +240,10 @@ impl From<AppPool> for Pool {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PoolListParams {
-    pub limit: Option<i64>,
-    pub page_token: Option<String>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<Uuid>,
     pub network_id: Option<Uuid>,
 }
 
@@ -217,12 +290,18 @@ pub struct FloatingIpCreate {
     #[schema(value_type = Option<String>, format = Ipv6)]
     pub address: Option<Ipv6Addr>,
     /// Owning project; required with the admin token, implied by a project token.
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub project_id: Option<ProjectId>,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
     /// Associate with this instance at once.
     pub instance_id: Option<Uuid>,
+}
+
+impl FloatingIpCreate {
+    /// A create names at least one of these (not as `null`); openapi.rs
+    /// states it in the document.
+    pub const ONE_OF_REQUIRED: [&'static str; 2] = ["network_id", "pool_id"];
 }
 
 /// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
@@ -241,10 +320,32 @@ pub struct FloatingIpUpdate {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<Uuid>, nullable)]
     pub instance_id: Option<Option<Uuid>>,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
-    /// Instances to fail over to, in order, when the active host is lost.
+    #[schema(schema_with = standby_list_schema)]
     pub standby_instance_ids: Option<Vec<Uuid>>,
+}
+
+/// What the application layer accepts as standbys: each instance once, at
+/// most [`MAX_STANDBYS`].
+fn standby_list_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            Type::Array,
+            Type::Null,
+        ]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+        )
+        .unique_items(true)
+        .max_items(Some(MAX_STANDBYS))
+        .description(Some(
+            "Instances to fail over to, in order, when the active host is lost (each once).",
+        ))
+        .build()
 }
 
 /// Per-host placement of a floating IP: wanted and observed.
@@ -352,14 +453,15 @@ impl From<FloatingIpRow> for FloatingIp {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FloatingIpListParams {
-    pub limit: Option<i64>,
-    pub page_token: Option<String>,
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<Uuid>,
     pub network_id: Option<Uuid>,
     pub pool_id: Option<Uuid>,
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub project_id: Option<ProjectId>,
     pub instance_id: Option<Uuid>,
-    #[param(value_type = Option<String>)]
     pub status: Option<FloatingIpStatus>,
     #[param(value_type = Option<String>, format = Ipv6)]
     pub address: Option<Ipv6Addr>,
@@ -409,12 +511,12 @@ impl From<EventRow> for Event {
 pub struct InstanceCreate {
     /// The compute service's ID for the instance; default: a new UUID.
     pub id: Option<Uuid>,
-    #[schema(value_type = String)]
+    #[schema(inline)]
     pub name: Name,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub project_id: Option<ProjectId>,
     /// The host the instance runs on.
-    #[schema(value_type = String, example = "compute-1")]
+    #[schema(inline)]
     pub host: HostName,
 }
 
@@ -422,9 +524,9 @@ pub struct InstanceCreate {
 #[serde(deny_unknown_fields)]
 pub struct InstanceUpdate {
     /// A new host: the instance migrated, its floating IPs follow.
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub host: Option<HostName>,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub name: Option<Name>,
 }
 
@@ -456,11 +558,13 @@ impl From<InstanceRow> for Instance {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct InstanceListParams {
-    pub limit: Option<i64>,
-    pub page_token: Option<String>,
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
+    pub limit: Option<Limit>,
+    /// `next_page_token` of the previous page.
+    pub page_token: Option<Uuid>,
+    #[param(inline)]
     pub project_id: Option<ProjectId>,
-    #[param(value_type = Option<String>)]
+    #[param(inline)]
     pub host: Option<HostName>,
 }
 
@@ -469,9 +573,9 @@ pub struct InstanceListParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenCreate {
-    #[schema(value_type = String)]
+    #[schema(inline)]
     pub project_id: ProjectId,
-    #[schema(value_type = Option<String>)]
+    #[schema(inline)]
     pub description: Option<Description>,
 }
 
@@ -510,7 +614,7 @@ pub struct TokenCreated {
 #[serde(deny_unknown_fields)]
 pub struct HostCreate {
     /// The host's name, as instances name it.
-    #[schema(value_type = String, example = "compute-1")]
+    #[schema(inline)]
     pub name: HostName,
 }
 
@@ -564,7 +668,8 @@ pub struct HostCreated {
 pub struct DesiredStateParams {
     /// Answer once the host's desired-state revision is above this (default 0).
     pub after: Option<i64>,
-    /// Longest wait in ms for a newer revision, 0 to 60000 (default 30000).
+    /// Longest wait in ms for a newer revision (default 30000).
+    #[param(maximum = 60000)]
     pub wait_ms: Option<u64>,
 }
 

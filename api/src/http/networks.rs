@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, IdempotencyKey, Json, Path, Query};
 use super::model::{Network, NetworkCreate, NetworkListParams, NetworkUpdate, Page};
 use super::page;
 use crate::app::networks::NetworkPatch;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 /// Create a network (admin).
 #[utoipa::path(post, path = "/v1/networks", tag = "networks", operation_id = "network_create",
     request_body = NetworkCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = Network),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
@@ -48,7 +48,7 @@ pub async fn network_list(
     Auth(_): Auth,
     Query(q): Query<NetworkListParams>,
 ) -> ApiResult<axum::Json<Page<Network>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let (rows, next) = app.network_list(q.name.as_ref(), &page).await?;
     Ok(axum::Json(Page::new(rows, next, Network::from)))
 }

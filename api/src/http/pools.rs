@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, IdempotencyKey, Json, Path, Query};
 use super::model::{Page, Pool, PoolCreate, PoolListParams, PoolUsage};
 use super::page;
 use crate::app::pools::NewPool;
@@ -14,12 +14,13 @@ use crate::app::{App, AppError};
 /// Create a pool on a network (admin).
 #[utoipa::path(post, path = "/v1/pools", tag = "pools", operation_id = "pool_create",
     request_body = PoolCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = Pool),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "Not the admin token"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "`network_id` names no network"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "`pool_overlap`"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "Body over 64 KiB"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid cidr, ranges or reserved addresses"),
@@ -60,7 +61,7 @@ pub async fn pool_list(
     Auth(_): Auth,
     Query(q): Query<PoolListParams>,
 ) -> ApiResult<axum::Json<Page<Pool>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let network = q.network_id.map(|n| n.to_string());
     let (pools, next) = app.pool_list(network.as_deref(), &page).await?;
     Ok(axum::Json(Page::new(pools, next, Pool::from)))

@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Auth, Json, Path, Query};
-use super::model::{Page, PageParams, Quota, QuotaUpdate};
-use super::validate_limit;
+use super::model::{Limit, Page, Quota, QuotaPageParams, QuotaUpdate};
 use crate::app::quotas::QuotaSet;
 use crate::app::{App, PageRequest};
 use crate::domain::ProjectId;
@@ -24,7 +23,7 @@ fn project(raw: &str) -> Result<ProjectId, ApiError> {
 
 /// List projects with quotas of their own (admin).
 #[utoipa::path(get, path = "/v1/quotas", tag = "quotas", operation_id = "quota_list",
-    params(PageParams),
+    params(QuotaPageParams),
     responses(
         (status = 200, body = Page<Quota>),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Invalid query"),
@@ -34,17 +33,11 @@ fn project(raw: &str) -> Result<ProjectId, ApiError> {
 pub async fn quota_list(
     State(app): State<App>,
     Auth(who): Auth,
-    Query(q): Query<PageParams>,
+    Query(q): Query<QuotaPageParams>,
 ) -> ApiResult<axum::Json<Page<Quota>>> {
-    let limit = validate_limit(q.limit)?;
-    if let Some(t) = &q.page_token {
-        ProjectId::parse(t).map_err(|_| {
-            ApiError::bad_request("invalid_query", "page_token is not a token this API issued")
-        })?;
-    }
     let page = PageRequest {
-        after: q.page_token,
-        limit,
+        after: q.page_token.map(String::from),
+        limit: Limit::or_default(q.limit),
     };
     let (rows, next) = app.quota_list(&who, &page).await?;
     Ok(axum::Json(Page::new(rows, next, Quota::from)))

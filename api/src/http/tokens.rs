@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use uuid::Uuid;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Json, Path, Query};
+use super::extract::{Auth, IdempotencyKey, Json, Path, Query};
 use super::middleware::ReplayAs;
 use super::model::{Page, PageParams, Token, TokenCreate, TokenCreated};
 use super::page;
@@ -15,7 +15,7 @@ use crate::app::App;
 /// Create a project token (admin); the secret is returned this once.
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "token_create",
     request_body = TokenCreate,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried create return the first response")),
+    params(("Idempotency-Key" = inline(Option<IdempotencyKey>), Header, description = "Makes a retried create return the first response")),
     responses(
         (status = 201, body = TokenCreated),
         (status = 200, body = Token, description = "A replay (same Idempotency-Key and body): the token without its secret, which is shown only once and never stored"),
@@ -60,9 +60,28 @@ pub async fn token_list(
     Auth(who): Auth,
     Query(q): Query<PageParams>,
 ) -> ApiResult<axum::Json<Page<Token>>> {
-    let page = page(q.limit, q.page_token)?;
+    let page = page(q.limit, q.page_token);
     let (rows, next) = app.token_list(&who, &page).await?;
     Ok(axum::Json(Page::new(rows, next, Token::from)))
+}
+
+/// Show a project token (admin); never its secret.
+#[utoipa::path(get, path = "/v1/tokens/{id}", tag = "tokens", operation_id = "token_view",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = Token),
+        (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
+        (status = 403, body = Problem, content_type = "application/problem+json", description = "Not the admin token"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such token"),
+    ))]
+pub async fn token_view(
+    State(app): State<App>,
+    Auth(who): Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Token>> {
+    Ok(axum::Json(Token::from(
+        app.token_get(&who, &id.to_string()).await?,
+    )))
 }
 
 /// Revoke a project token (admin).

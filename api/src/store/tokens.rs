@@ -40,6 +40,15 @@ impl Store {
         .await?)
     }
 
+    pub async fn token_get(&self, id: &str) -> StoreResult<Option<TokenRow>> {
+        Ok(
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM tokens WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?,
+        )
+    }
+
     pub async fn token_list(&self, after: Option<&str>, limit: i64) -> StoreResult<Vec<TokenRow>> {
         Ok(sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM tokens WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"

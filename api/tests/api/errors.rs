@@ -153,7 +153,95 @@ async fn hostile_inputs_never_produce_a_500(b: Backend) {
     assert_eq!(list["items"].as_array().unwrap().len(), 0, "nothing stored");
 }
 
+/// What the OpenAPI document allows, the server takes, and what it
+/// refuses, the server refuses (issue 14; schemathesis checks the same at
+/// random in scripts/schemathesis/run.sh).
+async fn the_server_reads_bodies_as_the_document_describes_them(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let put = |body: &'static str| {
+        let app = &app;
+        async move {
+            app.req(Method::PUT, "/v1/quotas/p", ADMIN)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // JSON Schema counts 124.0 as the integer 124.
+    let q = expect(put(r#"{"instances": 124.0}"#).await, StatusCode::OK).await;
+    assert_eq!(q["instances"]["limit"], 124, "{q}");
+    expect_problem(
+        put(r#"{"instances": 1.5}"#).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+    // A body is an object: serde would otherwise read a struct from an array.
+    expect_problem(
+        put("[null, null]").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    )
+    .await;
+    let q = expect(app.get("/v1/quotas/p", ADMIN).await, StatusCode::OK).await;
+    assert_eq!(
+        q["instances"]["limit"], 124,
+        "the refused bodies changed nothing: {q}"
+    );
+    // A PATCH without a JSON content type is the documented 415.
+    let net = app.network("n").await;
+    let r = app
+        .req(Method::PATCH, &format!("/v1/networks/{net}"), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    expect_problem(
+        r,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    // Paging: the bounds and token forms the document states.
+    for q in ["limit=0", "limit=1001", "page_token=x", "page_token="] {
+        let r = app.get(&format!("/v1/networks?{q}"), ADMIN).await;
+        expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query").await;
+    }
+    for q in [
+        "limit=1",
+        "limit=1000",
+        "page_token=00000000-0000-0000-0000-000000000000",
+    ] {
+        expect(
+            app.get(&format!("/v1/networks?{q}"), ADMIN).await,
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let r = app
+        .get(
+            "/v1/floating-ips/00000000-0000-0000-0000-000000000000/events?page_token=-1",
+            ADMIN,
+        )
+        .await;
+    expect_problem(r, StatusCode::BAD_REQUEST, "invalid_query").await;
+    // Authentication comes before every other check.
+    let r = app
+        .req(Method::POST, "/v1/networks", "not-a-token")
+        .header("idempotency-key", "")
+        .header("if-match", "null")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+    let r = app.get("/v1/networks?limit=0", "not-a-token").await;
+    expect_problem(r, StatusCode::UNAUTHORIZED, "unauthenticated").await;
+}
+
 both_backends!(
+    the_server_reads_bodies_as_the_document_describes_them,
     malformed_bodies_are_problems,
     oversized_bodies_are_413,
     unknown_routes_methods_and_ids_are_problems,

@@ -110,7 +110,7 @@ async fn rfc2526_anycast_addresses_are_never_allocated(b: Backend) {
             json!({ "network_id": net, "project_id": "p", "address": "2001:db8::ffff:ffff:ffff:ff90" }),
         )
         .await;
-    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    expect_problem(r, StatusCode::CONFLICT, "address_unavailable").await;
 }
 
 async fn explicit_addresses_are_checked(b: Backend) {
@@ -138,7 +138,8 @@ async fn explicit_addresses_are_checked(b: Backend) {
                 json!({ "network_id": net, "project_id": "p", "address": bad }),
             )
             .await;
-        let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+        // Well-formed, but not an address the network's pools can give.
+        let p = expect_problem(r, StatusCode::CONFLICT, "address_unavailable").await;
         assert!(p["detail"].as_str().unwrap().starts_with("address:"), "{p}");
     }
     let r = app
@@ -156,7 +157,8 @@ async fn explicit_addresses_are_checked(b: Backend) {
     let r = app
         .post("/v1/floating-ips", ADMIN, json!({ "network_id": net }))
         .await;
-    let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    // The admin token belongs to no project: naming one is a permission.
+    let p = expect_problem(r, StatusCode::FORBIDDEN, "forbidden").await;
     assert!(p["detail"].as_str().unwrap().starts_with("project_id:"));
 }
 
@@ -352,7 +354,7 @@ async fn instances_of_other_projects_cannot_be_associated(b: Backend) {
             json!({ "instance_id": theirs }),
         )
         .await;
-    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     let r = app
         .post(
             "/v1/floating-ips",
@@ -360,7 +362,7 @@ async fn instances_of_other_projects_cannot_be_associated(b: Backend) {
             json!({ "network_id": net, "project_id": "p", "instance_id": theirs }),
         )
         .await;
-    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     let r = app
         .patch(
             &format!("/v1/floating-ips/{id}"),
@@ -368,7 +370,7 @@ async fn instances_of_other_projects_cannot_be_associated(b: Backend) {
             json!({ "instance_id": uuid::Uuid::new_v4() }),
         )
         .await;
-    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 async fn events_record_what_happened(b: Backend) {
@@ -535,7 +537,7 @@ async fn idempotency_keys_make_one_floating_ip(b: Backend) {
     let other = json!({ "network_id": net, "project_id": "q" });
     expect_problem(
         send(other).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         "idempotency_key_reused",
     )
     .await;
@@ -568,7 +570,72 @@ async fn failed_requests_do_not_burn_the_idempotency_key(b: Backend) {
     expect(send().await, StatusCode::CREATED).await;
 }
 
+/// A replay must not hand out an ID that now answers 404: once what the
+/// key created is deleted, the replay says so (issue 14).
+async fn a_replay_after_the_object_was_deleted_says_it_is_gone(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    // A key belongs to one request: one for the network, one for the token.
+    let send = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            app.req(Method::POST, path, ADMIN)
+                .header("idempotency-key", format!("gone{path}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let net = id_of(
+        expect(
+            send("/v1/networks", json!({ "name": "n" })).await,
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    // Still there: the replay answers as the first time did.
+    let again = send("/v1/networks", json!({ "name": "n" })).await;
+    assert_eq!(id_of(expect(again, StatusCode::CREATED).await), net);
+    expect(
+        app.delete(&format!("/v1/networks/{net}"), ADMIN).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    let gone = send("/v1/networks", json!({ "name": "n" })).await;
+    expect_problem(gone, StatusCode::CONFLICT, "idempotency_result_gone").await;
+
+    // The same for a token, whose replay is the token without its secret.
+    let tok = id_of(
+        expect(
+            send("/v1/tokens", json!({ "project_id": "p" })).await,
+            StatusCode::CREATED,
+        )
+        .await,
+    );
+    let shown = expect(
+        app.get(&format!("/v1/tokens/{tok}"), ADMIN).await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(shown["project_id"], "p");
+    assert!(shown.get("token").is_none(), "{shown}");
+    expect(
+        app.delete(&format!("/v1/tokens/{tok}"), ADMIN).await,
+        StatusCode::NO_CONTENT,
+    )
+    .await;
+    expect_problem(
+        app.get(&format!("/v1/tokens/{tok}"), ADMIN).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    )
+    .await;
+    let gone = send("/v1/tokens", json!({ "project_id": "p" })).await;
+    expect_problem(gone, StatusCode::CONFLICT, "idempotency_result_gone").await;
+}
+
 both_backends!(
+    a_replay_after_the_object_was_deleted_says_it_is_gone,
     random_allocation_stays_inside_the_pool,
     small_pools_exhaust_cleanly_and_skip_reserved_addresses,
     rfc2526_anycast_addresses_are_never_allocated,

@@ -92,7 +92,7 @@ async fn migrating_an_instance_moves_its_floating_ips(b: Backend) {
             json!({ "host": "compute-9" }),
         )
         .await;
-    let p = expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    let p = expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
     assert!(p["detail"].as_str().unwrap().starts_with("host:"), "{p}");
     app.host("compute-2").await;
     let r = app

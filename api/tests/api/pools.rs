@@ -95,7 +95,8 @@ async fn invalid_pools_name_the_field(b: Backend) {
             json!({ "network_id": uuid::Uuid::new_v4(), "cidr": "2001:db8::/64" }),
         )
         .await;
-    expect_problem(r, StatusCode::UNPROCESSABLE_ENTITY, "invalid_field").await;
+    // Naming a network that does not exist is a 404, as in Neutron.
+    expect_problem(r, StatusCode::NOT_FOUND, "not_found").await;
 }
 
 async fn overlapping_pools_on_one_network_conflict(b: Backend) {

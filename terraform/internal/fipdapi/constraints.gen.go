@@ -15,13 +15,48 @@ var SchemaConstraints = map[string]map[string]Constraint{
 	"FloatingIp": {
 		"status": Constraint{Enum: []string{"DOWN", "PENDING", "ACTIVE", "ERROR"}},
 	},
+	"FloatingIpCreate": {
+		"description": Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"project_id":  Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(64)), Pattern: "^[A-Za-z0-9._-]*$"},
+	},
+	"FloatingIpUpdate": {
+		"description":          Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"standby_instance_ids": Constraint{MaxItems: ptr(int64(16))},
+	},
+	"HostCreate": {
+		"name": Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(253)), Pattern: "^[A-Za-z0-9._-]*$"},
+	},
+	"InstanceCreate": {
+		"host":       Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(253)), Pattern: "^[A-Za-z0-9._-]*$"},
+		"name":       Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(255)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+		"project_id": Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(64)), Pattern: "^[A-Za-z0-9._-]*$"},
+	},
+	"InstanceUpdate": {
+		"host": Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(253)), Pattern: "^[A-Za-z0-9._-]*$"},
+		"name": Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(255)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+	},
 	"LeaseRequest": {
+		"agent_version":          Constraint{MaxLength: ptr(int64(64)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
 		"fence_max_ms":           Constraint{Minimum: ptr(float64(0))},
+		"findings":               Constraint{MaxItems: ptr(int64(100)), Items: &Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"}},
 		"kernel_lifetime_max_ms": Constraint{Minimum: ptr(float64(0))},
+		"networks":               Constraint{MaxItems: ptr(int64(64))},
 	},
 	"LeaseResponse": {
 		"lease_ttl_ms":   Constraint{Minimum: ptr(float64(0))},
 		"renew_after_ms": Constraint{Minimum: ptr(float64(0))},
+	},
+	"NetworkCreate": {
+		"description": Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"name":        Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(255)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+	},
+	"NetworkUpdate": {
+		"description": Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"name":        Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(255)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+	},
+	"PoolCreate": {
+		"description": Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"ranges":      Constraint{MinItems: ptr(int64(1))},
 	},
 	"Problem": {
 		"status": Constraint{Minimum: ptr(float64(0))},
@@ -31,12 +66,26 @@ var SchemaConstraints = map[string]map[string]Constraint{
 		"instances":    Constraint{Minimum: ptr(float64(0))},
 	},
 	"Report": {
-		"dad_ms":  Constraint{Minimum: ptr(float64(0))},
-		"na_sent": Constraint{Minimum: ptr(float64(0))},
-		"state":   Constraint{Enum: []string{"applying", "tentative", "active", "dad_failed", "absent", "error"}},
+		"dad_ms":       Constraint{Minimum: ptr(float64(0))},
+		"defender_mac": Constraint{MaxLength: ptr(int64(17)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+		"detail":       Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+		"na_sent":      Constraint{Minimum: ptr(float64(0))},
+		"state":        Constraint{Enum: []string{"applying", "tentative", "active", "dad_failed", "absent", "error"}},
+	},
+	"ReportBatch": {
+		"reports": Constraint{MaxItems: ptr(int64(10000))},
 	},
 	"ReportResult": {
 		"accepted": Constraint{Minimum: ptr(float64(0))},
 		"ignored":  Constraint{Minimum: ptr(float64(0))},
+	},
+	"ServedNetwork": {
+		"interface": Constraint{MaxLength: ptr(int64(15)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+		"mac":       Constraint{MaxLength: ptr(int64(17)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+		"network":   Constraint{MaxLength: ptr(int64(255)), Pattern: "^[^\\x00-\\x1F\\x7F-\\x9F]*$"},
+	},
+	"TokenCreate": {
+		"description": Constraint{MaxLength: ptr(int64(1024)), Pattern: "^[^\\x00-\\x08\\x0B-\\x1F\\x7F-\\x9F]*$"},
+		"project_id":  Constraint{MinLength: ptr(int64(1)), MaxLength: ptr(int64(64)), Pattern: "^[A-Za-z0-9._-]*$"},
 	},
 }

@@ -183,7 +183,9 @@ type FloatingIp struct {
 // FloatingIpCreate defines model for FloatingIpCreate.
 type FloatingIpCreate struct {
 	// Address A specific address; default: a random free one.
-	Address     nullable.Nullable[string] `json:"address,omitempty"`
+	Address nullable.Nullable[string] `json:"address,omitempty"`
+
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// InstanceId Associate with this instance at once.
@@ -197,6 +199,8 @@ type FloatingIpCreate struct {
 	PoolId nullable.Nullable[openapi_types.UUID] `json:"pool_id,omitempty"`
 
 	// ProjectId Owning project; required with the admin token, implied by a project token.
+	//
+	// Examples: 0f1e2d3c4b5a69788796a5b4c3d2e1f0
 	ProjectId nullable.Nullable[string] `json:"project_id,omitempty"`
 }
 
@@ -208,12 +212,13 @@ type FloatingIpStatus string
 
 // FloatingIpUpdate defines model for FloatingIpUpdate.
 type FloatingIpUpdate struct {
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// InstanceId An instance ID associates; `null` disassociates; absent leaves it.
 	InstanceId nullable.Nullable[openapi_types.UUID] `json:"instance_id,omitempty"`
 
-	// StandbyInstanceIds Instances to fail over to, in order, when the active host is lost.
+	// StandbyInstanceIds Instances to fail over to, in order, when the active host is lost (each once).
 	StandbyInstanceIds nullable.Nullable[[]openapi_types.UUID] `json:"standby_instance_ids,omitempty"`
 }
 
@@ -239,6 +244,8 @@ type Host struct {
 // HostCreate defines model for HostCreate.
 type HostCreate struct {
 	// Name The host's name, as instances name it.
+	//
+	// Examples: compute-1
 	Name string `json:"name"`
 }
 
@@ -277,18 +284,28 @@ type Instance struct {
 // InstanceCreate defines model for InstanceCreate.
 type InstanceCreate struct {
 	// Host The host the instance runs on.
+	//
+	// Examples: compute-1
 	Host string `json:"host"`
 
 	// Id The compute service's ID for the instance; default: a new UUID.
-	Id        nullable.Nullable[openapi_types.UUID] `json:"id,omitempty"`
-	Name      string                                `json:"name"`
-	ProjectId nullable.Nullable[string]             `json:"project_id,omitempty"`
+	Id nullable.Nullable[openapi_types.UUID] `json:"id,omitempty"`
+
+	// Name Examples: prod-link-1
+	Name string `json:"name"`
+
+	// ProjectId Examples: 0f1e2d3c4b5a69788796a5b4c3d2e1f0
+	ProjectId nullable.Nullable[string] `json:"project_id,omitempty"`
 }
 
 // InstanceUpdate defines model for InstanceUpdate.
 type InstanceUpdate struct {
 	// Host A new host: the instance migrated, its floating IPs follow.
+	//
+	// Examples: compute-1
 	Host nullable.Nullable[string] `json:"host,omitempty"`
+
+	// Name Examples: prod-link-1
 	Name nullable.Nullable[string] `json:"name,omitempty"`
 }
 
@@ -340,16 +357,22 @@ type Network struct {
 
 // NetworkCreate defines model for NetworkCreate.
 type NetworkCreate struct {
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 
 	// Name Unique name.
+	//
+	// Examples: prod-link-1
 	Name string `json:"name"`
 }
 
 // NetworkUpdate defines model for NetworkUpdate.
 type NetworkUpdate struct {
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
-	Name        nullable.Nullable[string] `json:"name,omitempty"`
+
+	// Name Examples: prod-link-1
+	Name nullable.Nullable[string] `json:"name,omitempty"`
 }
 
 // PageEvent A page of results. Pass `next_page_token` back as `page_token` for the
@@ -525,7 +548,9 @@ type Pool struct {
 // PoolCreate defines model for PoolCreate.
 type PoolCreate struct {
 	// Cidr IPv6 prefix, /16 to /127, no host bits.
-	Cidr        string                    `json:"cidr"`
+	Cidr string `json:"cidr"`
+
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
 	NetworkId   openapi_types.UUID        `json:"network_id"`
 
@@ -656,8 +681,11 @@ type Token struct {
 
 // TokenCreate defines model for TokenCreate.
 type TokenCreate struct {
+	// Description Examples: uplink for rack 2
 	Description nullable.Nullable[string] `json:"description,omitempty"`
-	ProjectId   string                    `json:"project_id"`
+
+	// ProjectId Examples: 0f1e2d3c4b5a69788796a5b4c3d2e1f0
+	ProjectId string `json:"project_id"`
 }
 
 // TokenCreated A new project token with its secret, shown this once.
@@ -676,19 +704,21 @@ type AgentDesiredStateViewParams struct {
 	// After Answer once the host's desired-state revision is above this (default 0).
 	After *int64 `form:"after,omitempty" json:"after,omitempty"`
 
-	// WaitMs Longest wait in ms for a newer revision, 0 to 60000 (default 30000).
+	// WaitMs Longest wait in ms for a newer revision (default 30000).
 	WaitMs *int64 `form:"wait_ms,omitempty" json:"wait_ms,omitempty"`
 }
 
 // FloatingIpListParams defines parameters for FloatingIpList.
 type FloatingIpListParams struct {
-	Limit      *int64              `form:"limit,omitempty" json:"limit,omitempty"`
-	PageToken  *string             `form:"page_token,omitempty" json:"page_token,omitempty"`
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken `next_page_token` of the previous page.
+	PageToken  *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
 	NetworkId  *openapi_types.UUID `form:"network_id,omitempty" json:"network_id,omitempty"`
 	PoolId     *openapi_types.UUID `form:"pool_id,omitempty" json:"pool_id,omitempty"`
 	ProjectId  *string             `form:"project_id,omitempty" json:"project_id,omitempty"`
 	InstanceId *openapi_types.UUID `form:"instance_id,omitempty" json:"instance_id,omitempty"`
-	Status     *string             `form:"status,omitempty" json:"status,omitempty"`
+	Status     *FloatingIpStatus   `form:"status,omitempty" json:"status,omitempty"`
 	Address    *string             `form:"address,omitempty" json:"address,omitempty"`
 }
 
@@ -712,20 +742,18 @@ type FloatingIpUpdateParams struct {
 
 // FloatingIpEventsParams defines parameters for FloatingIpEvents.
 type FloatingIpEventsParams struct {
-	// Limit Page size, 1 to 1000 (default 100).
 	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// PageToken `next_page_token` of the previous page.
-	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+	PageToken *int64 `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
 // HostListParams defines parameters for HostList.
 type HostListParams struct {
-	// Limit Page size, 1 to 1000 (default 100).
 	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// PageToken `next_page_token` of the previous page.
-	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+	PageToken *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
 // HostCreateParams defines parameters for HostCreate.
@@ -736,10 +764,12 @@ type HostCreateParams struct {
 
 // InstanceListParams defines parameters for InstanceList.
 type InstanceListParams struct {
-	Limit     *int64  `form:"limit,omitempty" json:"limit,omitempty"`
-	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
-	ProjectId *string `form:"project_id,omitempty" json:"project_id,omitempty"`
-	Host      *string `form:"host,omitempty" json:"host,omitempty"`
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken `next_page_token` of the previous page.
+	PageToken *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
+	ProjectId *string             `form:"project_id,omitempty" json:"project_id,omitempty"`
+	Host      *string             `form:"host,omitempty" json:"host,omitempty"`
 }
 
 // InstanceCreateParams defines parameters for InstanceCreate.
@@ -750,8 +780,10 @@ type InstanceCreateParams struct {
 
 // NetworkListParams defines parameters for NetworkList.
 type NetworkListParams struct {
-	Limit     *int64  `form:"limit,omitempty" json:"limit,omitempty"`
-	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken `next_page_token` of the previous page.
+	PageToken *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
 
 	// Name Only the network with this name.
 	Name *string `form:"name,omitempty" json:"name,omitempty"`
@@ -765,8 +797,10 @@ type NetworkCreateParams struct {
 
 // PoolListParams defines parameters for PoolList.
 type PoolListParams struct {
-	Limit     *int64              `form:"limit,omitempty" json:"limit,omitempty"`
-	PageToken *string             `form:"page_token,omitempty" json:"page_token,omitempty"`
+	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
+
+	// PageToken `next_page_token` of the previous page.
+	PageToken *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
 	NetworkId *openapi_types.UUID `form:"network_id,omitempty" json:"network_id,omitempty"`
 }
 
@@ -778,7 +812,6 @@ type PoolCreateParams struct {
 
 // QuotaListParams defines parameters for QuotaList.
 type QuotaListParams struct {
-	// Limit Page size, 1 to 1000 (default 100).
 	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// PageToken `next_page_token` of the previous page.
@@ -787,11 +820,10 @@ type QuotaListParams struct {
 
 // TokenListParams defines parameters for TokenList.
 type TokenListParams struct {
-	// Limit Page size, 1 to 1000 (default 100).
 	Limit *int64 `form:"limit,omitempty" json:"limit,omitempty"`
 
 	// PageToken `next_page_token` of the previous page.
-	PageToken *string `form:"page_token,omitempty" json:"page_token,omitempty"`
+	PageToken *openapi_types.UUID `form:"page_token,omitempty" json:"page_token,omitempty"`
 }
 
 // TokenCreateParams defines parameters for TokenCreate.
