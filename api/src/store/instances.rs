@@ -16,7 +16,8 @@ pub struct InstanceRow {
 
 const COLUMNS: &str = "id, name, project_id, host, created_at, updated_at";
 
-/// An instance, locked for the rest of the transaction on PostgreSQL.
+/// An instance, locked for the rest of the transaction on PostgreSQL (to
+/// change it, never to delete it: floating IPs being created reference it).
 pub async fn get_for_update(
     conn: &mut Conn,
     store: &Store,
@@ -24,7 +25,7 @@ pub async fn get_for_update(
 ) -> StoreResult<Option<InstanceRow>> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM instances WHERE id = $1{}",
-        store.for_update()
+        store.for_no_key_update()
     ))
     .bind(id)
     .fetch_optional(conn)

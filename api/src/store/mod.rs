@@ -246,6 +246,18 @@ impl Store {
         }
     }
 
+    /// `FOR NO KEY UPDATE` on PostgreSQL: a lock for changing a row's
+    /// other columns, which does not wait for the key-share locks that
+    /// inserts referencing the row hold (foreign keys). Locking a row that
+    /// concurrent inserts reference with `FOR UPDATE` deadlocks against
+    /// them; rows about to be deleted still take `FOR UPDATE`.
+    pub(crate) fn for_no_key_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR NO KEY UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.lease_pool.close().await;
