@@ -38,6 +38,7 @@ pub async fn agent_lease_renew(
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Invalid query"),
         (status = 401, body = Problem, content_type = "application/problem+json", description = "No or bad token"),
         (status = 403, body = Problem, content_type = "application/problem+json", description = "Not an agent token"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "`poll_superseded`: a newer poll of this host took over"),
     ))]
 pub async fn agent_desired_state_view(
     State(app): State<App>,
