@@ -112,4 +112,5 @@ FIPD_BIN="$PWD/target/debug/fipd" terraform/test.sh
 # rot. Figures from this run mean nothing; full runs are in the README.
 log "benchmarks (quick mode)"
 cargo run -q -p fip-bench -- api --quick
+cargo run -q -p fip-bench -- fleet --quick
 if [ "$(id -u)" -eq 0 ]; then cargo build -q -p fipd -p fip-agent && cargo run -q -p fip-bench -- netns --quick; else log "fip-bench netns --quick skipped: it needs root"; fi

@@ -51,6 +51,10 @@ impl Fipd {
         Ok(Self { proc, url })
     }
 
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
     /// Peak resident set size so far (VmHWM), in MiB.
     pub fn peak_rss_mib(&self) -> Result<f64> {
         peak_rss_mib(self.proc.pid() as u32)

@@ -6,6 +6,7 @@
 
 mod api;
 mod fipd;
+mod fleet;
 mod netns;
 mod report;
 mod stats;
@@ -61,6 +62,17 @@ enum Suite {
         )]
         database_url: String,
     },
+    /// Fleet scale: simulated agents on two replicas, moves at a fixed
+    /// rate (figure F, issue 13).
+    Fleet {
+        /// PostgreSQL server to create scratch databases on.
+        #[arg(
+            long,
+            env = "DATABASE_URL",
+            default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+        )]
+        database_url: String,
+    },
     /// Probe responder run inside a host namespace by `netns` (internal).
     #[command(hide = true)]
     Responder {
@@ -108,6 +120,14 @@ fn main() -> ExitCode {
                 api::throughput(&opts, &mut rows).await?;
                 api::allocation_at_scale(&opts, &mut rows).await?;
                 "api"
+            }
+            Suite::Fleet { database_url } => {
+                let opts = fleet::Opts {
+                    pg_admin_url: database_url.clone(),
+                    quick: cli.quick,
+                };
+                fleet::run(&opts, &mut rows).await?;
+                "fleet"
             }
             Suite::Netns {
                 database_url,

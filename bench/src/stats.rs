@@ -15,6 +15,10 @@ impl Samples {
         self.0.extend(other.0);
     }
 
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
     /// The `p`-th percentile (0–100), nearest rank.
     pub fn percentile(&self, p: f64) -> Duration {
         if self.0.is_empty() {

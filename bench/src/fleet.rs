@@ -1,0 +1,599 @@
+//! Fleet scale (issue 13 §1): N simulated agents in this process against
+//! two fipd replicas on one PostgreSQL, 100 floating IPs per host, then a
+//! stream of moves at a fixed rate. The agents speak the real protocol
+//! over real HTTP with their own agent tokens; only their "kernel" is
+//! instant: whatever the desired state holds is reported `active` at once.
+//!
+//! Per N: move → the new holder's desired state carries F (delivery), move
+//! → `ACTIVE` through the API, lease renewal latency and leases lost,
+//! fipd CPU seconds and PostgreSQL transactions per move, fipd peak RSS.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use fip_types::{DesiredState, LeaseResponse};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::api::{Api, ScratchDb};
+use crate::fipd::Fipd;
+use crate::report::Row;
+use crate::stats::{ms, Samples};
+
+pub struct Opts {
+    pub pg_admin_url: String,
+    pub quick: bool,
+}
+
+/// One fleet size's run.
+struct Size {
+    hosts: usize,
+    per_host: usize,
+    moves_per_s: u64,
+    move_secs: u64,
+}
+
+pub async fn run(opts: &Opts, rows: &mut Vec<Row>) -> Result<()> {
+    let sizes = if opts.quick {
+        vec![
+            Size {
+                hosts: 2,
+                per_host: 5,
+                moves_per_s: 10,
+                move_secs: 2,
+            },
+            Size {
+                hosts: 20,
+                per_host: 5,
+                moves_per_s: 10,
+                move_secs: 2,
+            },
+        ]
+    } else {
+        vec![
+            Size {
+                hosts: 10,
+                per_host: 100,
+                moves_per_s: 100,
+                move_secs: 30,
+            },
+            Size {
+                hosts: 1000,
+                per_host: 100,
+                moves_per_s: 100,
+                move_secs: 30,
+            },
+        ]
+    };
+    let mut per_move = Vec::new();
+    for size in &sizes {
+        let r = one_size(opts, size)
+            .await
+            .with_context(|| format!("fleet of {} hosts", size.hosts))?;
+        let n = size.hosts;
+        let row = |figure: String, ours: f64, unit, target: String, met| Row {
+            figure,
+            ours,
+            baseline: None,
+            unit,
+            target,
+            met,
+        };
+        let big = n >= 1000;
+        let bound = |v: f64, max: f64| big.then_some(v <= max);
+        let t = |s: &str| if big { s.to_owned() } else { "-".to_owned() };
+        let first = rows.len();
+        rows.push(row(
+            format!(
+                "F. N={n}: every agent took up its initial state ({} of {n})",
+                r.takeup.1
+            ),
+            ms(r.takeup.0),
+            "ms",
+            "-".into(),
+            None,
+        ));
+        rows.push(row(
+            format!("F. N={n}: move → new holder's desired state p50"),
+            ms(r.delivery.percentile(50.0)),
+            "ms",
+            "-".into(),
+            None,
+        ));
+        rows.push(row(
+            format!("F. N={n}: move → new holder's desired state p99"),
+            ms(r.delivery.percentile(99.0)),
+            "ms",
+            t("≤ 50 ms"),
+            bound(ms(r.delivery.percentile(99.0)), 50.0),
+        ));
+        rows.push(row(
+            format!("F. N={n}: move → ACTIVE via the API p50"),
+            ms(r.active.percentile(50.0)),
+            "ms",
+            "-".into(),
+            None,
+        ));
+        rows.push(row(
+            format!("F. N={n}: move → ACTIVE via the API p99"),
+            ms(r.active.percentile(99.0)),
+            "ms",
+            t("≤ 100 ms"),
+            bound(ms(r.active.percentile(99.0)), 100.0),
+        ));
+        rows.push(row(
+            format!("F. N={n}: moves not delivered / not ACTIVE within 30 s"),
+            (r.undelivered + r.not_active) as f64,
+            "moves",
+            t("0"),
+            big.then_some(r.undelivered + r.not_active == 0),
+        ));
+        rows.push(row(
+            format!("F. N={n}: lease renewal p99"),
+            ms(r.renewals.percentile(99.0)),
+            "ms",
+            t("≤ 100 ms"),
+            bound(ms(r.renewals.percentile(99.0)), 100.0),
+        ));
+        rows.push(row(
+            format!("F. N={n}: leases lost"),
+            r.leases_lost as f64,
+            "leases",
+            t("0"),
+            big.then_some(r.leases_lost == 0),
+        ));
+        rows.push(row(
+            format!("F. N={n}: fipd CPU per move (both replicas)"),
+            r.cpu_ms_per_move,
+            "ms",
+            "-".into(),
+            None,
+        ));
+        rows.push(row(
+            format!("F. N={n}: PostgreSQL transactions per move"),
+            r.xacts_per_move,
+            "xacts",
+            "-".into(),
+            None,
+        ));
+        rows.push(row(
+            format!("F. N={n}: fipd peak RSS (largest replica)"),
+            r.rss_mib,
+            "MiB",
+            t("≤ 150 MB"),
+            bound(r.rss_mib, 143.0),
+        ));
+        per_move.push((n, r.cpu_ms_per_move, r.xacts_per_move));
+        for row in &rows[first..] {
+            crate::report::print(row);
+        }
+    }
+    if let [(n0, cpu0, x0), .., (n1, cpu1, x1)] = per_move[..] {
+        for (what, small, large, unit) in [
+            ("fipd CPU per move", cpu0, cpu1, "×"),
+            ("transactions per move", x0, x1, "×"),
+        ] {
+            let ratio = if small > 0.0 { large / small } else { 0.0 };
+            let row = Row {
+                figure: format!("F. {what}, N={n1} vs N={n0}"),
+                ours: ratio,
+                baseline: None,
+                unit,
+                target: if opts.quick {
+                    "-".into()
+                } else {
+                    "≤ 1.5×".into()
+                },
+                met: (!opts.quick).then_some(ratio <= 1.5),
+            };
+            crate::report::print(&row);
+            rows.push(row);
+        }
+    }
+    Ok(())
+}
+
+struct Measured {
+    /// How long until every agent had reported its initial state, and how
+    /// many had.
+    takeup: (Duration, usize),
+    delivery: Samples,
+    active: Samples,
+    undelivered: usize,
+    not_active: usize,
+    renewals: Samples,
+    leases_lost: u64,
+    cpu_ms_per_move: f64,
+    xacts_per_move: f64,
+    rss_mib: f64,
+}
+
+/// A move in flight: the host that should get F, when the PATCH answered,
+/// when that host's desired state first carried F.
+#[derive(Default)]
+struct InFlight {
+    target: usize,
+    patched: Option<Instant>,
+    seen: Option<Instant>,
+}
+
+/// What the simulated agents share with the move driver.
+#[derive(Default)]
+struct Shared {
+    moves: Mutex<HashMap<Uuid, InFlight>>,
+    renewals: Mutex<Samples>,
+    leases_lost: AtomicU64,
+    converged: Mutex<HashSet<usize>>,
+    stop: AtomicBool,
+}
+
+async fn one_size(opts: &Opts, size: &Size) -> Result<Measured> {
+    let db = ScratchDb::new(&opts.pg_admin_url).await?;
+    let result = with_db(&db, size).await;
+    db.drop_db().await;
+    result
+}
+
+async fn with_db(db: &ScratchDb, size: &Size) -> Result<Measured> {
+    let dirs = tempfile_dirs(2)?;
+    // The kit starts fipd without quotas.
+    let a = Fipd::start(&dirs[0], Some(&db.url), &[])?;
+    let b = Fipd::start(&dirs[1], Some(&db.url), &[])?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(usize::MAX)
+        .timeout(Duration::from_secs(90))
+        .build()?;
+    let api = [
+        Api {
+            http: http.clone(),
+            url: a.url.clone(),
+        },
+        Api {
+            http: http.clone(),
+            url: b.url.clone(),
+        },
+    ];
+    let (tokens, instances, fips) = populate(&api[0], size).await?;
+    eprintln!(
+        "fleet N={}: {} floating IPs created; starting agents",
+        size.hosts,
+        fips.len()
+    );
+
+    let shared = Arc::new(Shared::default());
+    let mut agents = Vec::new();
+    for (i, token) in tokens.iter().enumerate() {
+        let url = api[i % 2].url.clone();
+        agents.push(tokio::spawn(agent(
+            i,
+            url,
+            token.clone(),
+            http.clone(),
+            shared.clone(),
+        )));
+    }
+    // Every host reports what it was given before the moves start (or 600 s
+    // pass; the moves are measured either way).
+    let takeup = Instant::now();
+    while shared.converged.lock().unwrap().len() < size.hosts
+        && takeup.elapsed() < Duration::from_secs(600)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let takeup = (takeup.elapsed(), shared.converged.lock().unwrap().len());
+    eprintln!(
+        "fleet N={}: {} of {} agents took up their state in {:.1} s",
+        size.hosts,
+        takeup.1,
+        size.hosts,
+        takeup.0.as_secs_f64()
+    );
+    *shared.renewals.lock().unwrap() = Samples::default();
+    shared.leases_lost.store(0, Ordering::SeqCst);
+
+    let cpu0 = cpu_ms(&a)? + cpu_ms(&b)?;
+    let x0 = xacts(&db.url).await?;
+    let total = (size.moves_per_s * size.move_secs) as usize;
+    let mut active = Samples::default();
+    let mut not_active = 0;
+    let mut waits = Vec::new();
+    let interval = Duration::from_micros(1_000_000 / size.moves_per_s);
+    let started = Instant::now();
+    let mut rng = Rng(0x5eed ^ size.hosts as u64);
+    // Which host each floating IP is on now; moves pick another.
+    let (fips, mut on): (Vec<Uuid>, Vec<usize>) = fips.into_iter().unzip();
+    for k in 0..total {
+        tokio::time::sleep_until((started + interval * k as u32).into()).await;
+        let f = rng.below(fips.len());
+        if shared.moves.lock().unwrap().contains_key(&fips[f]) {
+            continue;
+        }
+        let target = (on[f] + 1 + rng.below(size.hosts - 1)) % size.hosts;
+        on[f] = target;
+        let (id, via) = (fips[f], api[k % 2].clone());
+        shared.moves.lock().unwrap().insert(
+            id,
+            InFlight {
+                target,
+                ..Default::default()
+            },
+        );
+        let (shared, instance) = (shared.clone(), instances[target]);
+        waits.push(tokio::spawn(async move {
+            let body = json!({ "instance_id": instance });
+            via.call(Method::PATCH, &format!("/v1/floating-ips/{id}"), Some(body))
+                .await?;
+            let patched = Instant::now();
+            if let Some(m) = shared.moves.lock().unwrap().get_mut(&id) {
+                m.patched = Some(patched);
+            }
+            // ACTIVE as an operator sees it: the API, polled.
+            let until = patched + Duration::from_secs(30);
+            while Instant::now() < until {
+                let f = via
+                    .call(Method::GET, &format!("/v1/floating-ips/{id}"), None)
+                    .await?;
+                if f["status"] == "ACTIVE" && f["instance_id"] == json!(instance) {
+                    return anyhow::Ok((id, Some(patched.elapsed())));
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            anyhow::Ok((id, None))
+        }));
+    }
+    let mut delivery = Samples::default();
+    let mut undelivered = 0;
+    for w in waits {
+        let (id, to_active) = w.await??;
+        match to_active {
+            Some(d) => active.push(d),
+            None => not_active += 1,
+        }
+        let m = shared.moves.lock().unwrap().remove(&id).unwrap_or_default();
+        match (m.patched, m.seen) {
+            // Seen before the PATCH's answer arrived: delivered at once.
+            (Some(p), Some(s)) => delivery.push(s.saturating_duration_since(p)),
+            _ => {
+                undelivered += 1;
+                if undelivered <= 5 {
+                    eprintln!(
+                        "fleet: move of {id} to host {} not seen there (PATCH answered: {})",
+                        m.target,
+                        m.patched.is_some()
+                    );
+                }
+            }
+        }
+    }
+    let moves = (delivery.len() + undelivered).max(1) as f64;
+    let cpu_ms_per_move = (cpu_ms(&a)? + cpu_ms(&b)? - cpu0) / moves;
+    let xacts_per_move = (xacts(&db.url).await? - x0) as f64 / moves;
+    let rss_mib = a.peak_rss_mib()?.max(b.peak_rss_mib()?);
+    shared.stop.store(true, Ordering::SeqCst);
+    for ag in agents {
+        ag.abort();
+    }
+    let renewals = shared.renewals.lock().unwrap().clone();
+    let leases_lost = shared.leases_lost.load(Ordering::SeqCst);
+    a.stop();
+    b.stop();
+    Ok(Measured {
+        takeup,
+        delivery,
+        active,
+        undelivered,
+        not_active,
+        renewals,
+        leases_lost,
+        cpu_ms_per_move,
+        xacts_per_move,
+        rss_mib,
+    })
+}
+
+/// Hosts with their agent tokens, one instance per host, and `per_host`
+/// floating IPs associated with each host's instance (with the host they
+/// are on); created before any agent runs.
+async fn populate(api: &Api, size: &Size) -> Result<(Vec<String>, Vec<Uuid>, Vec<(Uuid, usize)>)> {
+    let net = api
+        .call(
+            Method::POST,
+            "/v1/networks",
+            Some(json!({ "name": "fleet" })),
+        )
+        .await?;
+    api.call(
+        Method::POST,
+        "/v1/pools",
+        Some(json!({ "network_id": net["id"], "cidr": "2001:db8:f000::/64" })),
+    )
+    .await?;
+    let id = |v: &Value| -> Result<Uuid> { Ok(v["id"].as_str().context("an id")?.parse()?) };
+    let mut tokens = Vec::new();
+    let mut instances = Vec::new();
+    for h in 0..size.hosts {
+        let host = api
+            .call(
+                Method::POST,
+                "/v1/hosts",
+                Some(json!({ "name": format!("fleet-{h}") })),
+            )
+            .await?;
+        tokens.push(host["token"].as_str().context("an agent token")?.to_owned());
+        let vm = api
+            .call(Method::POST, "/v1/instances", Some(json!({ "name": format!("vm-{h}"), "project_id": "fleet", "host": format!("fleet-{h}") })))
+            .await?;
+        instances.push(id(&vm)?);
+    }
+    // Sixteen at a time: creation is not what is measured.
+    let mut fips = Vec::with_capacity(size.hosts * size.per_host);
+    let jobs: Vec<Uuid> = instances
+        .iter()
+        .flat_map(|i| std::iter::repeat_n(*i, size.per_host))
+        .collect();
+    for chunk in jobs.chunks(16) {
+        let mut set = tokio::task::JoinSet::new();
+        for vm in chunk {
+            let (api, body) = (
+                api.clone(),
+                json!({ "network_id": net["id"], "project_id": "fleet", "instance_id": vm }),
+            );
+            set.spawn(async move { api.call(Method::POST, "/v1/floating-ips", Some(body)).await });
+        }
+        while let Some(f) = set.join_next().await {
+            let f = f??;
+            let instance: Uuid = f["instance_id"].as_str().context("an instance")?.parse()?;
+            let host = instances
+                .iter()
+                .position(|i| *i == instance)
+                .context("a fleet instance")?;
+            fips.push((id(&f)?, host));
+        }
+    }
+    Ok((tokens, instances, fips))
+}
+
+/// One simulated agent: renews its lease at the interval fipd asks for,
+/// long-polls its desired state, and reports every new entry `active` (and
+/// every removal `absent`) at once.
+async fn agent(i: usize, url: String, token: String, http: reqwest::Client, shared: Arc<Shared>) {
+    let lease = {
+        let (url, token, http, shared) = (url.clone(), token.clone(), http.clone(), shared.clone());
+        async move {
+            let body = json!({
+                "agent_version": "fleet-sim",
+                "networks": [{ "network": "fleet", "interface": "sim0", "mac": null }],
+            });
+            let mut expires: Option<Instant> = None;
+            while !shared.stop.load(Ordering::SeqCst) {
+                let sent = Instant::now();
+                let r = http
+                    .post(format!("{url}/v1/agent/lease"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                let got = Instant::now();
+                let next = match r {
+                    Ok(r) if r.status().is_success() => match r.json::<LeaseResponse>().await {
+                        Ok(l) => {
+                            shared.renewals.lock().unwrap().push(got - sent);
+                            if expires.is_some_and(|e| got > e) {
+                                shared.leases_lost.fetch_add(1, Ordering::SeqCst);
+                            }
+                            expires = Some(sent + Duration::from_millis(l.lease_ttl_ms));
+                            Duration::from_millis(l.renew_after_ms)
+                        }
+                        Err(_) => Duration::from_millis(200),
+                    },
+                    _ => Duration::from_millis(200),
+                };
+                tokio::time::sleep(next).await;
+            }
+        }
+    };
+    let lease = tokio::spawn(lease);
+    let mut after = 0i64;
+    // What this host was last given: floating IP → revision reported.
+    let mut held: HashMap<Uuid, i64> = HashMap::new();
+    while !shared.stop.load(Ordering::SeqCst) {
+        let r = http
+            .get(format!(
+                "{url}/v1/agent/desired-state?after={after}&wait_ms=30000"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await;
+        let state: DesiredState = match r {
+            Ok(r) if r.status().is_success() => match r.json().await {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+            // No lease yet, or a poll superseded: try again shortly.
+            _ => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let seen = Instant::now();
+        after = state.revision;
+        let mut reports = Vec::new();
+        let now = chrono::Utc::now();
+        for a in &state.addresses {
+            if held.get(&a.floating_ip_id) == Some(&a.revision) {
+                continue;
+            }
+            if let Some(m) = shared.moves.lock().unwrap().get_mut(&a.floating_ip_id) {
+                if m.target == i && m.seen.is_none() {
+                    m.seen = Some(seen);
+                }
+            }
+            held.insert(a.floating_ip_id, a.revision);
+            reports.push(json!({ "floating_ip_id": a.floating_ip_id, "revision": a.revision, "state": "active", "observed_at": now, "dad_ms": 0, "na_sent": 0 }));
+        }
+        for r in &state.removals {
+            held.remove(&r.floating_ip_id);
+            reports.push(json!({ "floating_ip_id": r.floating_ip_id, "revision": r.revision, "state": "absent", "observed_at": now }));
+        }
+        if !reports.is_empty() {
+            let sent = http
+                .post(format!("{url}/v1/agent/reports"))
+                .bearer_auth(&token)
+                .json(&json!({ "reports": reports }))
+                .send()
+                .await;
+            if !sent.is_ok_and(|r| r.status().is_success()) {
+                // Report again on the next answer.
+                held.clear();
+                continue;
+            }
+        }
+        shared.converged.lock().unwrap().insert(i);
+    }
+    lease.abort();
+}
+
+/// CPU time (user + system) a fipd process has used, in ms.
+fn cpu_ms(f: &Fipd) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", f.pid()))?;
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks * 1000.0 / hz)
+}
+
+/// Transactions committed or rolled back in the database so far.
+async fn xacts(url: &str) -> Result<i64> {
+    use sqlx::Connection;
+    let mut c = sqlx::AnyConnection::connect(url).await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT (xact_commit + xact_rollback)::BIGINT FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    Ok(n)
+}
+
+fn tempfile_dirs(n: usize) -> Result<Vec<std::path::PathBuf>> {
+    (0..n).map(|_| crate::api::tempdir()).collect()
+}
+
+/// A small deterministic generator: the same moves for the same fleet.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+    }
+}
