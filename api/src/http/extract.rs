@@ -292,6 +292,10 @@ mod tests {
             json!({"a": [124, -3, 1.5, 7]})
         );
         assert!(whole_numbers(json!(1e300)).is_f64());
+        // Read exactly (serde_json's float_roundtrip): the fast parser read
+        // this as 4286443205583585.5 and refused a whole number.
+        let exact: serde_json::Value = serde_json::from_str("4286443205583586.0").unwrap();
+        assert_eq!(whole_numbers(exact), json!(4286443205583586i64));
         // -2^63 - 1 reads as the f64 -2^63; it must not become i64::MIN.
         let below: serde_json::Value = serde_json::from_str("-9223372036854775809").unwrap();
         assert!(whole_numbers(below).is_f64());
