@@ -207,7 +207,8 @@ const REVISION_DIGITS: usize = 18;
 
 impl utoipa::PartialSchema for IfMatchHeader {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        let tag = r#"(W/)?"[0-9]{1,18}"|[0-9]{1,18}"#;
+        let n = REVISION_DIGITS;
+        let tag = format!(r#"(W/)?"[0-9]{{1,{n}}}"|[0-9]{{1,{n}}}"#);
         let pattern = format!(r"^[ \t]*(\*|({tag})([ \t]*,[ \t]*({tag}))*)[ \t]*$");
         header_schema(&pattern, "\"3\"")
     }
