@@ -231,7 +231,7 @@ async fn one_size(opts: &Opts, size: &Size) -> Result<Measured> {
 }
 
 async fn with_db(db: &ScratchDb, size: &Size) -> Result<Measured> {
-    let dirs = tempfile_dirs(2)?;
+    let dirs = [crate::api::tempdir()?, crate::api::tempdir()?];
     // The kit starts fipd without quotas.
     let a = Fipd::start(&dirs[0], Some(&db.url), &[])?;
     let b = Fipd::start(&dirs[1], Some(&db.url), &[])?;
@@ -649,10 +649,6 @@ async fn xacts(url: &str) -> Result<i64> {
     .fetch_one(&mut c)
     .await?;
     Ok(n)
-}
-
-fn tempfile_dirs(n: usize) -> Result<Vec<std::path::PathBuf>> {
-    (0..n).map(|_| crate::api::tempdir()).collect()
 }
 
 /// A small deterministic generator: the same moves for the same fleet.

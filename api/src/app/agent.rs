@@ -44,13 +44,12 @@ fn agent_host(who: &Principal) -> AppResult<(&str, &str)> {
     }
 }
 
-/// The OpenAPI document gives these fields `format: int64` (the agent's
-/// types are unsigned), so what exceeds an i64 is refused as out of range.
-fn check_int64(field: &str, value: Option<u64>) -> AppResult<()> {
+/// The OpenAPI document gives the agent's unsigned fields the `format`
+/// of their signed width (`int64`, `int32`), so what exceeds it is refused
+/// as out of range.
+fn check_at_most(field: &str, value: Option<u64>, max: u64) -> AppResult<()> {
     match value {
-        Some(v) if i64::try_from(v).is_err() => {
-            Err(AppError::invalid(field, format!("at most {}", i64::MAX)))
-        }
+        Some(v) if v > max => Err(AppError::invalid(field, format!("at most {max}"))),
         _ => Ok(()),
     }
 }
@@ -92,8 +91,9 @@ impl App {
         for (i, f) in req.findings.iter().enumerate() {
             check_len(&format!("findings[{i}]"), f, 1024)?;
         }
-        check_int64("kernel_lifetime_max_ms", req.kernel_lifetime_max_ms)?;
-        check_int64("fence_max_ms", req.fence_max_ms)?;
+        let int64 = i64::MAX as u64;
+        check_at_most("kernel_lifetime_max_ms", req.kernel_lifetime_max_ms, int64)?;
+        check_at_most("fence_max_ms", req.fence_max_ms, int64)?;
         let ttl = self.config.lease_ttl_ms;
         let networks = serde_json::to_string(&req.networks).expect("serialisable");
         let findings = serde_json::to_string(&req.findings).expect("serialisable");
@@ -306,13 +306,9 @@ impl App {
             if let Some(d) = &r.detail {
                 check_len(&format!("reports[{i}].detail"), d, 1024)?;
             }
-            check_int64(&format!("reports[{i}].dad_ms"), r.dad_ms)?;
-            if r.na_sent.is_some_and(|n| i32::try_from(n).is_err()) {
-                return Err(AppError::invalid(
-                    format!("reports[{i}].na_sent"),
-                    format!("at most {}", i32::MAX),
-                ));
-            }
+            check_at_most(&format!("reports[{i}].dad_ms"), r.dad_ms, i64::MAX as u64)?;
+            let na_sent = r.na_sent.map(u64::from);
+            check_at_most(&format!("reports[{i}].na_sent"), na_sent, i32::MAX as u64)?;
         }
         let (mut accepted, mut ignored) = (0, 0);
         let mut touched = Touched::default();

@@ -442,7 +442,58 @@ async fn a_lost_host_fails_over_to_the_standby(b: Backend) {
     .await;
 }
 
+/// The agent's unsigned fields are documented with a signed format
+/// (`int64`, `int32`); beyond it the server refuses them (issue 14).
+async fn agent_numbers_beyond_their_documented_format_are_refused(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let a = Agent::register(&app, "host-a").await;
+    let lease = |fence: u64| {
+        let app = &app;
+        let token = a.token.clone();
+        async move {
+            let body = json!({ "agent_version": "t", "networks": [], "fence_max_ms": fence });
+            app.post("/v1/agent/lease", &token, body).await
+        }
+    };
+    expect(lease(i64::MAX as u64).await, StatusCode::OK).await;
+    let p = expect_problem(
+        lease(1 << 63).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        p["detail"].as_str().unwrap().starts_with("fence_max_ms:"),
+        "{p}"
+    );
+    let report = |na_sent: u64| {
+        let app = &app;
+        let token = a.token.clone();
+        async move {
+            let r = json!({ "floating_ip_id": uuid::Uuid::new_v4(), "revision": 1, "state": "active",
+                            "observed_at": "2026-01-01T00:00:00Z", "na_sent": na_sent });
+            app.post("/v1/agent/reports", &token, json!({ "reports": [r] }))
+                .await
+        }
+    };
+    expect(report(i32::MAX as u64).await, StatusCode::OK).await;
+    let p = expect_problem(
+        report(1 << 31).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    )
+    .await;
+    assert!(
+        p["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("reports[0].na_sent:"),
+        "{p}"
+    );
+}
+
 both_backends!(
+    agent_numbers_beyond_their_documented_format_are_refused,
     hosts_and_agent_tokens_are_scoped,
     moves_are_break_before_make,
     long_polls_wake_on_change,
