@@ -313,9 +313,17 @@ func (r *poolResource) Update(ctx context.Context, req resource.UpdateRequest, r
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
+// inUseGrace is how long Delete keeps retrying while floating IPs are still
+// allocated from the pool. A floating IP allocated by network_id has no
+// reference to its pool, so `terraform destroy` may delete both at once and
+// the pool's DELETE can reach fipd first; past the grace the floating IPs
+// are taken to be outside Terraform and the delete fails.
+const inUseGrace = 30 * time.Second
+
 // Delete retries while fipd answers pool_in_use only because released
 // addresses are still held (hosts confirming removal, quarantine): that
 // ends by itself, typically a minute after the floating IPs were destroyed.
+// While floating IPs are still allocated it retries for inUseGrace only.
 func (r *poolResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
 	if r.client == nil {
 		notConfigured(&resp.Diagnostics)
@@ -331,14 +339,19 @@ func (r *poolResource) Delete(ctx context.Context, req resource.DeleteRequest, r
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	id := state.ID.ValueString()
+	graceEnds := time.Now().Add(inUseGrace)
 	err := retryWhile(ctx, func() (bool, error) {
 		err := r.client.DeletePool(ctx, id)
 		if !fipdapi.HasCode(err, "pool_in_use") {
 			return false, err
 		}
 		usage, uerr := r.client.GetPoolUsage(ctx, id)
-		if uerr != nil || usage.Allocated > 0 {
-			return false, err // really in use: floating IPs outside Terraform
+		if uerr != nil {
+			return false, err
+		}
+		if usage.Allocated > 0 {
+			// Being destroyed in this run, or outside Terraform.
+			return time.Now().Before(graceEnds), err
 		}
 		return true, err // only held: wait for the quarantine
 	})

@@ -5,10 +5,14 @@ import (
 	"fmt"
 	"regexp"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/plancheck"
 	"github.com/hashicorp/terraform-plugin-testing/terraform"
+	"github.com/oapi-codegen/nullable"
 
 	"github.com/fipd/terraform-provider-fipd/internal/fipdapi"
 )
@@ -140,6 +144,70 @@ resource "fipd_pool" "overlap" {
 }
 `),
 				ExpectError: regexp.MustCompile(`(?s)pool_overlap`),
+			},
+		},
+	})
+}
+
+// A floating IP allocated by network_id does not depend on its pool, so
+// `terraform destroy` may send the pool's DELETE while the floating IP is
+// still being released. The pool's delete waits for it (here a floating
+// IP made through the API, released two seconds into the destroy); before
+// the grace it failed at once with pool_in_use.
+func TestAccPool_deleteWaitsForFloatingIPsReleasedMeanwhile(t *testing.T) {
+	accPreCheck(t)
+	s := startFipd(t)
+	ctx := context.Background()
+	pool := `
+resource "fipd_pool" "p" {
+  network_id = fipd_network.n.id
+  cidr       = "2001:db8:200::/64"
+}
+`
+	var poolID, fipID string
+	released := make(chan error, 1)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: testAccProviders,
+		Steps: []resource.TestStep{
+			{
+				Config: poolConfig(s, pool),
+				Check: func(st *terraform.State) error {
+					var err error
+					if poolID, err = stateAttr(st, "fipd_pool.p", "id"); err != nil {
+						return err
+					}
+					id, err := uuid.Parse(poolID)
+					if err != nil {
+						return err
+					}
+					f, err := s.api.CreateFloatingIP(ctx, fipdapi.FloatingIpCreate{
+						PoolId:    nullable.NewNullableWithValue(id),
+						ProjectId: nullable.NewNullableWithValue("demo"),
+					})
+					if err != nil {
+						return err
+					}
+					fipID = f.Id.String()
+					return nil
+				},
+			},
+			{
+				PreConfig: func() {
+					go func() {
+						time.Sleep(2 * time.Second)
+						released <- s.api.DeleteFloatingIP(ctx, fipID, -1)
+					}()
+				},
+				Config: poolConfig(s, ""),
+				Check: func(*terraform.State) error {
+					if err := <-released; err != nil {
+						return fmt.Errorf("releasing %s through the API: %w", fipID, err)
+					}
+					if _, err := s.api.GetPool(ctx, poolID); !fipdapi.IsNotFound(err) {
+						return fmt.Errorf("pool %s still exists after its delete (err %v)", poolID, err)
+					}
+					return nil
+				},
 			},
 		},
 	})
