@@ -104,7 +104,10 @@ func (r *poolResource) Schema(ctx context.Context, _ resource.SchemaRequest, res
 			"with optional allocation ranges and reserved addresses. fipd cannot change a pool, so changing " +
 			"any argument replaces it (which fails while addresses are allocated from it). Needs the admin token.\n\n" +
 			"fipd never hands out the subnet-router anycast address, the RFC 2526 reserved anycast addresses, " +
-			"and the addresses in `reserved`.",
+			"and the addresses in `reserved`.\n\n" +
+			"Destroying a pool waits, up to the `delete` timeout (default 5 minutes), while its released addresses " +
+			"are still held (hosts confirming removal, quarantine), and up to 30 seconds while floating IPs are still " +
+			"allocated from it (they may be being destroyed in the same run); after that it fails with `pool_in_use`.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "The pool's ID (a UUID).",
