@@ -1,6 +1,7 @@
 //! The agent protocol (design brief §5–§6): lease renewal, the long-polled
 //! desired state of a host, and reports of what the host observed.
 
+use std::collections::{HashMap, HashSet};
 use std::net::Ipv6Addr;
 use std::time::Duration;
 
@@ -16,7 +17,8 @@ use super::changes::Touched;
 use super::floating_ips::log;
 use super::{App, AppError, AppResult, DadMode, Principal};
 use crate::domain::Ipv6Prefix;
-use crate::store::{bindings, floating_ips, hosts, now_ms, StoreError};
+use crate::store::events::{self, NewEvent};
+use crate::store::{bindings, floating_ips, hosts, now_ms, BindingRow, StoreError};
 
 /// Longest long poll we hold open.
 pub const MAX_WAIT_MS: u64 = 60_000;
@@ -224,17 +226,20 @@ impl App {
         let mut tx = self.store.begin().await?;
         // Lock order: host, then bindings (as the controller does).
         hosts::lock(&mut tx, &self.store, host_id).await?;
-        for (fip, rev) in bindings::mark_delivered(&mut tx, host_name).await? {
-            log(
-                &mut tx,
-                &fip,
-                "add_requested",
-                Some(host_name),
-                rev,
-                json!({}),
-            )
-            .await?;
-        }
+        let now = now_ms();
+        let delivered: Vec<NewEvent> = bindings::mark_delivered(&mut tx, &self.store, host_name)
+            .await?
+            .into_iter()
+            .map(|(fip, rev)| NewEvent {
+                floating_ip_id: fip,
+                at: now,
+                kind: "add_requested",
+                host: Some(host_name.to_owned()),
+                revision: rev,
+                detail: "{}".into(),
+            })
+            .collect();
+        events::append_many(&mut tx, &self.store, &delivered).await?;
         let mut addresses = Vec::new();
         for row in bindings::desired(&mut tx, host_name).await? {
             let corrupt = |what: &str| {
@@ -310,102 +315,164 @@ impl App {
             let na_sent = r.na_sent.map(u64::from);
             check_at_most(&format!("reports[{i}].na_sent"), na_sent, i32::MAX as u64)?;
         }
-        let (mut accepted, mut ignored) = (0, 0);
+        let mut accepted = 0;
         let mut touched = Touched::default();
-        for r in reports {
-            if self.apply_report(host, &r, &mut touched).await? {
-                accepted += 1;
-            } else {
-                ignored += 1;
-            }
+        for chunk in chunks(&reports) {
+            accepted += self.apply_chunk(host, &chunk, &mut touched).await?;
         }
         if accepted > 0 {
             self.publish(touched).await;
         }
-        Ok(ReportResult { accepted, ignored })
+        Ok(ReportResult {
+            accepted,
+            ignored: reports.len() - accepted,
+        })
     }
 
-    async fn apply_report(&self, host: &str, r: &Report, touched: &mut Touched) -> AppResult<bool> {
+    /// Applies reports about distinct floating IPs in one transaction, in
+    /// a fixed number of statements however many there are: their floating
+    /// IPs and then their bindings are locked in id order (the one lock
+    /// order), each report is checked against what it finds, and what the
+    /// accepted ones change is written set-wise. Returns how many were
+    /// accepted.
+    async fn apply_chunk(
+        &self,
+        host: &str,
+        chunk: &[&Report],
+        touched: &mut Touched,
+    ) -> AppResult<usize> {
         let now = now_ms();
-        let fip = r.floating_ip_id.to_string();
+        let ids: Vec<String> = chunk.iter().map(|r| r.floating_ip_id.to_string()).collect();
         let mut tx = self.store.begin().await?;
-        // Lock order: floating IP, then bindings (as every writer does).
-        let Some(current) = floating_ips::lock_any(&mut tx, &self.store, &fip).await? else {
-            return Ok(false);
-        };
-        // A report cannot describe a revision that does not exist yet: one
-        // that did would confirm removals before they were asked for.
-        if r.revision > current {
-            metrics::counter!("fipd_agent_reports_refused_total", "reason" => "future_revision")
-                .increment(1);
-            tracing::warn!(%host, floating_ip = %fip, reported = r.revision, current,
-                "refused a report for a revision newer than the floating IP's");
-            return Ok(false);
-        }
-        let Some(mut b) = bindings::get_for_update(&mut tx, &self.store, &fip, host).await? else {
-            return Ok(false);
-        };
-        if b.reported_revision.is_some_and(|prev| r.revision < prev) {
-            return Ok(false);
-        }
-        let state = r.state.as_str();
-        let changed =
-            b.reported_state.as_deref() != Some(state) || b.reported_revision != Some(r.revision);
-        b.reported_state = Some(state.to_owned());
-        b.reported_revision = Some(r.revision);
-        // Keep the last DAD time when a report (e.g. an adoption) carries none.
-        b.dad_ms = r.dad_ms.map(|d| d as i64).or(b.dad_ms);
-        b.defender_mac = r.defender_mac.clone();
-        b.na_sent = r.na_sent.map(i64::from);
-        b.detail = r.detail.clone();
-        b.reported_at = Some(now);
-        bindings::record_report(&mut tx, &b).await?;
-        if changed {
-            let observed = r.observed_at.to_rfc3339();
-            let ev = |kind: &'static str, detail: serde_json::Value| (kind, detail);
-            let events = match r.state {
-                ReportedState::Applying => {
-                    vec![ev("add_started", json!({ "observed_at": observed }))]
-                }
-                ReportedState::Tentative => {
-                    vec![ev("dad_started", json!({ "observed_at": observed }))]
-                }
-                ReportedState::Active => {
-                    let mut v = Vec::new();
-                    if let Some(ms) = r.dad_ms {
-                        v.push(ev("dad_passed", json!({ "dad_ms": ms })));
-                    }
-                    if let Some(n) = r.na_sent.filter(|&n| n > 0) {
-                        v.push(ev("announced", json!({ "na_sent": n })));
-                    }
-                    v.push(ev(
-                        "active",
-                        json!({ "observed_at": observed, "dad_ms": r.dad_ms }),
-                    ));
-                    v
-                }
-                ReportedState::DadFailed => vec![ev(
-                    "dad_failed",
-                    json!({ "defender_mac": r.defender_mac, "dad_ms": r.dad_ms, "observed_at": observed }),
-                )],
-                ReportedState::Absent
-                    if b.desired == "absent" && r.revision >= b.desired_revision =>
-                {
-                    vec![ev("removal_confirmed", json!({ "observed_at": observed }))]
-                }
-                ReportedState::Absent => vec![ev("absent", json!({ "observed_at": observed }))],
-                ReportedState::Error => vec![ev("agent_error", json!({ "detail": r.detail }))],
+        let current: HashMap<String, i64> = floating_ips::lock_many(&mut tx, &self.store, &ids)
+            .await?
+            .into_iter()
+            .collect();
+        let mut held: HashMap<String, BindingRow> =
+            bindings::lock_many(&mut tx, &self.store, host, &ids)
+                .await?
+                .into_iter()
+                .map(|b| (b.floating_ip_id.clone(), b))
+                .collect();
+        let mut recorded = Vec::new();
+        let mut events = Vec::new();
+        let mut absent = Vec::new();
+        for (r, fip) in chunk.iter().zip(ids) {
+            let Some(&current) = current.get(&fip) else {
+                continue;
             };
-            for (kind, detail) in events {
-                log(&mut tx, &fip, kind, Some(host), r.revision, detail).await?;
+            // A report cannot describe a revision that does not exist yet:
+            // one that did would confirm removals before they were asked for.
+            if r.revision > current {
+                metrics::counter!("fipd_agent_reports_refused_total", "reason" => "future_revision")
+                    .increment(1);
+                tracing::warn!(%host, floating_ip = %fip, reported = r.revision, current,
+                    "refused a report for a revision newer than the floating IP's");
+                continue;
+            }
+            let Some(mut b) = held.remove(&fip) else {
+                continue;
+            };
+            if b.reported_revision.is_some_and(|prev| r.revision < prev) {
+                continue;
+            }
+            let state = r.state.as_str();
+            let changed = b.reported_state.as_deref() != Some(state)
+                || b.reported_revision != Some(r.revision);
+            if changed {
+                for (kind, detail) in report_events(r, &b) {
+                    events.push(NewEvent {
+                        floating_ip_id: fip.clone(),
+                        at: now,
+                        kind,
+                        host: Some(host.to_owned()),
+                        revision: r.revision,
+                        detail: detail.to_string(),
+                    });
+                }
+            }
+            b.reported_state = Some(state.to_owned());
+            b.reported_revision = Some(r.revision);
+            // Keep the last DAD time when a report (e.g. an adoption) carries none.
+            b.dad_ms = r.dad_ms.map(|d| d as i64).or(b.dad_ms);
+            b.defender_mac = r.defender_mac.clone();
+            b.na_sent = r.na_sent.map(i64::from);
+            b.detail = r.detail.clone();
+            b.reported_at = Some(now);
+            recorded.push(b);
+            if r.state == ReportedState::Absent {
+                absent.push(fip);
             }
         }
-        if r.state == ReportedState::Absent {
-            self.release_unheld(&mut tx, now, Some(&fip)).await?;
+        if recorded.is_empty() {
+            return Ok(0);
         }
-        self.refresh_status(&mut tx, &fip, now).await?;
-        touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
+        bindings::record_reports(&mut tx, &self.store, host, &recorded).await?;
+        events::append_many(&mut tx, &self.store, &events).await?;
+        for fip in &absent {
+            self.release_unheld(&mut tx, now, Some(fip)).await?;
+        }
+        let accepted: Vec<String> = recorded.into_iter().map(|b| b.floating_ip_id).collect();
+        self.refresh_statuses(&mut tx, &accepted, now).await?;
+        touched.hosts(bindings::hosts_of_many(&mut tx, &self.store, &accepted).await?);
         tx.commit().await.map_err(StoreError::from)?;
-        Ok(true)
+        Ok(accepted.len())
+    }
+}
+
+/// Most reports applied in one transaction: enough to make the statements
+/// per report negligible, few enough to hold the locks briefly.
+const CHUNK: usize = 256;
+
+/// Splits reports into chunks of at most [`CHUNK`] that name each floating
+/// IP once, keeping their order (a later report about the same floating
+/// IP is applied after the earlier one, in the next chunk).
+fn chunks(reports: &[Report]) -> Vec<Vec<&Report>> {
+    let mut out = Vec::new();
+    let mut chunk: Vec<&Report> = Vec::new();
+    let mut seen = HashSet::new();
+    for r in reports {
+        if chunk.len() == CHUNK || !seen.insert(r.floating_ip_id) {
+            out.push(std::mem::take(&mut chunk));
+            seen.clear();
+            seen.insert(r.floating_ip_id);
+        }
+        chunk.push(r);
+    }
+    if !chunk.is_empty() {
+        out.push(chunk);
+    }
+    out
+}
+
+/// The events a report that changes its binding's reported state logs.
+fn report_events(r: &Report, b: &BindingRow) -> Vec<(&'static str, serde_json::Value)> {
+    let observed = r.observed_at.to_rfc3339();
+    match r.state {
+        ReportedState::Applying => vec![("add_started", json!({ "observed_at": observed }))],
+        ReportedState::Tentative => vec![("dad_started", json!({ "observed_at": observed }))],
+        ReportedState::Active => {
+            let mut v = Vec::new();
+            if let Some(ms) = r.dad_ms {
+                v.push(("dad_passed", json!({ "dad_ms": ms })));
+            }
+            if let Some(n) = r.na_sent.filter(|&n| n > 0) {
+                v.push(("announced", json!({ "na_sent": n })));
+            }
+            v.push((
+                "active",
+                json!({ "observed_at": observed, "dad_ms": r.dad_ms }),
+            ));
+            v
+        }
+        ReportedState::DadFailed => vec![(
+            "dad_failed",
+            json!({ "defender_mac": r.defender_mac, "dad_ms": r.dad_ms, "observed_at": observed }),
+        )],
+        ReportedState::Absent if b.desired == "absent" && r.revision >= b.desired_revision => {
+            vec![("removal_confirmed", json!({ "observed_at": observed }))]
+        }
+        ReportedState::Absent => vec![("absent", json!({ "observed_at": observed }))],
+        ReportedState::Error => vec![("agent_error", json!({ "detail": r.detail }))],
     }
 }

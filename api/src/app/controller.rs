@@ -48,50 +48,38 @@ impl App {
         fip_id: &str,
         now: i64,
     ) -> AppResult<()> {
-        let Some(f) = floating_ips::get_for_update(conn, &self.store, fip_id).await? else {
+        // Callers may not hold the floating IP's lock yet; take it first.
+        if floating_ips::lock_any(conn, &self.store, fip_id)
+            .await?
+            .is_none()
+        {
             return Ok(());
-        };
-        let (status, detail) = match &f.host {
-            None => (FloatingIpStatus::Down, None),
-            Some(host) => {
-                if let Some(lost) = hosts::lost_at(conn, host).await? {
-                    let at = chrono::DateTime::from_timestamp_millis(lost).unwrap_or_default();
-                    (
-                        FloatingIpStatus::Error,
-                        Some(format!(
-                            "host {host} is lost: its agent's lease expired at {at}"
-                        )),
-                    )
-                } else {
-                    match bindings::get_for_update(conn, &self.store, fip_id, host).await? {
-                        Some(b) if b.reported_revision >= Some(b.desired_revision) => {
-                            match b.reported_state.as_deref() {
-                                Some("active") => (FloatingIpStatus::Active, None),
-                                Some("dad_failed") => (
-                                    FloatingIpStatus::Error,
-                                    Some(format!(
-                                        "DAD failed on host {host}: {} is defended by {} (DAD took {} ms); the agent retries",
-                                        f.address,
-                                        b.defender_mac.as_deref().unwrap_or("an unidentified node"),
-                                        b.dad_ms.map_or("?".into(), |d| d.to_string()),
-                                    )),
-                                ),
-                                Some("error") => (
-                                    FloatingIpStatus::Error,
-                                    Some(format!(
-                                        "agent on host {host}: {}",
-                                        b.detail.as_deref().unwrap_or("error")
-                                    )),
-                                ),
-                                _ => (FloatingIpStatus::Pending, None),
-                            }
-                        }
-                        _ => (FloatingIpStatus::Pending, None),
+        }
+        self.refresh_statuses(conn, &[fip_id.to_owned()], now).await
+    }
+
+    /// [`App::refresh_status`] for floating IPs whose locks the caller
+    /// already holds, in two statements however many there are.
+    pub(crate) async fn refresh_statuses(
+        &self,
+        conn: &mut Conn,
+        fip_ids: &[String],
+        now: i64,
+    ) -> AppResult<()> {
+        let statuses: Vec<floating_ips::NewStatus> =
+            floating_ips::status_inputs(conn, &self.store, fip_ids)
+                .await?
+                .iter()
+                .map(|inputs| {
+                    let (status, detail) = status_of(inputs);
+                    floating_ips::NewStatus {
+                        id: inputs.id.clone(),
+                        status: status.as_str(),
+                        detail,
                     }
-                }
-            }
-        };
-        floating_ips::set_status(conn, fip_id, status.as_str(), detail.as_deref(), now).await?;
+                })
+                .collect();
+        floating_ips::set_statuses(conn, &self.store, &statuses, now).await?;
         Ok(())
     }
 
@@ -290,4 +278,48 @@ async fn current_revision(
     Ok(floating_ips::get_for_update(conn, store, fip)
         .await?
         .map_or(0, |f| f.revision))
+}
+
+/// A live floating IP's status and its detail: DOWN without a host, ERROR
+/// on a lost host or when its host's agent reports failure at the current
+/// revision, ACTIVE once it reports the address active there, else PENDING.
+fn status_of(s: &floating_ips::StatusInputs) -> (FloatingIpStatus, Option<String>) {
+    let Some(host) = &s.host else {
+        return (FloatingIpStatus::Down, None);
+    };
+    if let Some(lost) = s.lost_at {
+        let at = chrono::DateTime::from_timestamp_millis(lost).unwrap_or_default();
+        return (
+            FloatingIpStatus::Error,
+            Some(format!(
+                "host {host} is lost: its agent's lease expired at {at}"
+            )),
+        );
+    }
+    let Some(desired) = s.desired_revision else {
+        return (FloatingIpStatus::Pending, None);
+    };
+    if s.reported_revision.is_none_or(|r| r < desired) {
+        return (FloatingIpStatus::Pending, None);
+    }
+    match s.reported_state.as_deref() {
+        Some("active") => (FloatingIpStatus::Active, None),
+        Some("dad_failed") => (
+            FloatingIpStatus::Error,
+            Some(format!(
+                "DAD failed on host {host}: {} is defended by {} (DAD took {} ms); the agent retries",
+                s.address,
+                s.defender_mac.as_deref().unwrap_or("an unidentified node"),
+                s.dad_ms.map_or("?".into(), |d| d.to_string()),
+            )),
+        ),
+        Some("error") => (
+            FloatingIpStatus::Error,
+            Some(format!(
+                "agent on host {host}: {}",
+                s.detail.as_deref().unwrap_or("error")
+            )),
+        ),
+        _ => (FloatingIpStatus::Pending, None),
+    }
 }

@@ -123,11 +123,28 @@ pub async fn holders(conn: &mut Conn, fip_id: &str) -> StoreResult<Vec<String>> 
 /// in the same transaction as the read of the desired state, so a move
 /// that commits first makes this skip the row, and one that commits later
 /// sees the delivery and waits for this host's confirmation.
-pub async fn mark_delivered(conn: &mut Conn, host: &str) -> StoreResult<Vec<(String, i64)>> {
+///
+/// The rows are locked in floating-IP order first, as [`lock_many`] locks
+/// them for a batch of reports: two statements that lock several bindings
+/// of one host in different orders could deadlock.
+pub async fn mark_delivered(
+    conn: &mut Conn,
+    store: &Store,
+    host: &str,
+) -> StoreResult<Vec<(String, i64)>> {
+    let lock = match store.backend() {
+        super::Backend::Postgres => " FOR UPDATE OF c",
+        super::Backend::Sqlite => "",
+    };
     Ok(sqlx::query_as(&format!(
         "UPDATE bindings AS b SET delivered_revision = \
            (SELECT f.revision FROM floating_ips f WHERE f.id = b.floating_ip_id) \
          WHERE b.host = $1 AND b.desired = 'present' \
+           AND b.floating_ip_id IN (SELECT c.floating_ip_id FROM bindings c \
+               JOIN floating_ips f ON f.id = c.floating_ip_id \
+               WHERE c.host = $1 AND c.desired = 'present' \
+                 AND COALESCE(c.delivered_revision, -1) <> f.revision \
+               ORDER BY c.floating_ip_id{lock}) \
            AND COALESCE(b.delivered_revision, -1) <> \
                (SELECT f.revision FROM floating_ips f WHERE f.id = b.floating_ip_id) \
            AND {} \
@@ -187,38 +204,86 @@ pub async fn removals(conn: &mut Conn, host: &str) -> StoreResult<Vec<RemovalRow
     .await?)
 }
 
-pub async fn get_for_update(
+/// The bindings of `host` for the given floating IPs, locked in
+/// floating-IP order (the order every multi-row locker of bindings keeps,
+/// see [`mark_delivered`]).
+pub async fn lock_many(
     conn: &mut Conn,
     store: &Store,
-    fip_id: &str,
     host: &str,
-) -> StoreResult<Option<BindingRow>> {
+    fip_ids: &[String],
+) -> StoreResult<Vec<BindingRow>> {
+    let ids = serde_json::to_string(fip_ids).expect("strings serialise");
     Ok(sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM bindings WHERE floating_ip_id = $1 AND host = $2{}",
+        "SELECT {COLUMNS} FROM bindings WHERE host = $1 AND floating_ip_id IN ({}) \
+         ORDER BY floating_ip_id{}",
+        store.json_list(2),
         store.for_update()
     ))
-    .bind(fip_id)
     .bind(host)
-    .fetch_optional(conn)
+    .bind(ids)
+    .fetch_all(conn)
     .await?)
 }
 
-/// Stores an agent's report on a binding.
-pub async fn record_report(conn: &mut Conn, b: &BindingRow) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE bindings SET reported_state = $3, reported_revision = $4, dad_ms = $5, \
-         defender_mac = $6, na_sent = $7, detail = $8, reported_at = $9 \
-         WHERE floating_ip_id = $1 AND host = $2",
-    )
-    .bind(&b.floating_ip_id)
-    .bind(&b.host)
-    .bind(&b.reported_state)
-    .bind(b.reported_revision)
-    .bind(b.dad_ms)
-    .bind(&b.defender_mac)
-    .bind(b.na_sent)
-    .bind(&b.detail)
-    .bind(b.reported_at)
+/// The report fields of one binding, as [`record_reports`] stores them.
+#[derive(serde::Serialize)]
+struct ReportFields<'a> {
+    floating_ip_id: &'a str,
+    reported_state: Option<&'a str>,
+    reported_revision: Option<i64>,
+    dad_ms: Option<i64>,
+    defender_mac: Option<&'a str>,
+    na_sent: Option<i64>,
+    detail: Option<&'a str>,
+    reported_at: Option<i64>,
+}
+
+/// Stores agents' reports on bindings of `host`, in one statement.
+pub async fn record_reports(
+    conn: &mut Conn,
+    store: &Store,
+    host: &str,
+    rows: &[BindingRow],
+) -> StoreResult<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<ReportFields> = rows
+        .iter()
+        .map(|b| ReportFields {
+            floating_ip_id: &b.floating_ip_id,
+            reported_state: b.reported_state.as_deref(),
+            reported_revision: b.reported_revision,
+            dad_ms: b.dad_ms,
+            defender_mac: b.defender_mac.as_deref(),
+            na_sent: b.na_sent,
+            detail: b.detail.as_deref(),
+            reported_at: b.reported_at,
+        })
+        .collect();
+    let x = store.json_rows(
+        2,
+        &[
+            ("floating_ip_id", "text"),
+            ("reported_state", "text"),
+            ("reported_revision", "bigint"),
+            ("dad_ms", "bigint"),
+            ("defender_mac", "text"),
+            ("na_sent", "bigint"),
+            ("detail", "text"),
+            ("reported_at", "bigint"),
+        ],
+    );
+    sqlx::query(&format!(
+        "UPDATE bindings SET reported_state = x.reported_state, \
+           reported_revision = x.reported_revision, dad_ms = x.dad_ms, \
+           defender_mac = x.defender_mac, na_sent = x.na_sent, detail = x.detail, \
+           reported_at = x.reported_at \
+         FROM {x} WHERE bindings.host = $1 AND bindings.floating_ip_id = x.floating_ip_id"
+    ))
+    .bind(host)
+    .bind(serde_json::to_string(&fields).expect("serialisable"))
     .execute(conn)
     .await?;
     Ok(())
@@ -234,6 +299,22 @@ pub async fn confirm_fenced(conn: &mut Conn, host: &str, now: i64) -> StoreResul
     ))
     .bind(host)
     .bind(now)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Every host with a binding of any of the floating IPs (see [`hosts_of`]).
+pub async fn hosts_of_many(
+    conn: &mut Conn,
+    store: &Store,
+    fip_ids: &[String],
+) -> StoreResult<Vec<String>> {
+    let ids = serde_json::to_string(fip_ids).expect("strings serialise");
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT DISTINCT host FROM bindings WHERE floating_ip_id IN ({}) ORDER BY host",
+        store.json_list(1)
+    ))
+    .bind(ids)
     .fetch_all(conn)
     .await?)
 }
@@ -304,13 +385,10 @@ impl Store {
         // A JSON array parameter keeps one statement for any page size on
         // both backends.
         let ids = serde_json::to_string(fip_ids).expect("strings serialise");
-        let in_list = match self.backend() {
-            super::Backend::Postgres => "SELECT jsonb_array_elements_text($1::jsonb)",
-            super::Backend::Sqlite => "SELECT value FROM json_each($1)",
-        };
         Ok(sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM bindings WHERE floating_ip_id IN ({in_list}) \
-             ORDER BY floating_ip_id, host"
+            "SELECT {COLUMNS} FROM bindings WHERE floating_ip_id IN ({}) \
+             ORDER BY floating_ip_id, host",
+            self.json_list(1)
         ))
         .bind(ids)
         .fetch_all(self.pool())

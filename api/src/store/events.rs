@@ -83,6 +83,98 @@ pub async fn append(
     Ok(())
 }
 
+/// One event for [`append_many`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewEvent {
+    pub floating_ip_id: String,
+    pub at: i64,
+    pub kind: &'static str,
+    pub host: Option<String>,
+    pub revision: i64,
+    pub detail: String,
+}
+
+/// Appends events in order: runs of ordinary events in one statement each,
+/// retry steps one by one through [`append`] (they may fold into a loop).
+pub async fn append_many(conn: &mut Conn, store: &Store, events: &[NewEvent]) -> StoreResult<()> {
+    let mut run: Vec<&NewEvent> = Vec::new();
+    for e in events {
+        if RETRY_STEPS.contains(&e.kind) {
+            insert_run(conn, store, &mut run).await?;
+            append(
+                conn,
+                &e.floating_ip_id,
+                e.at,
+                e.kind,
+                e.host.as_deref(),
+                e.revision,
+                &e.detail,
+            )
+            .await?;
+        } else {
+            run.push(e);
+        }
+    }
+    insert_run(conn, store, &mut run).await
+}
+
+/// Inserts (and empties) a run of ordinary events, keeping their order in
+/// the ids they get.
+async fn insert_run(conn: &mut Conn, store: &Store, run: &mut Vec<&NewEvent>) -> StoreResult<()> {
+    match run.len() {
+        0 => return Ok(()),
+        1 => {
+            let e = run[0];
+            let host = e.host.as_deref();
+            append(
+                conn,
+                &e.floating_ip_id,
+                e.at,
+                e.kind,
+                host,
+                e.revision,
+                &e.detail,
+            )
+            .await?;
+        }
+        _ => {
+            #[derive(serde::Serialize)]
+            struct Row<'a> {
+                seq: usize,
+                #[serde(flatten)]
+                event: &'a NewEvent,
+            }
+            let rows: Vec<Row> = run
+                .iter()
+                .enumerate()
+                .map(|(seq, event)| Row { seq, event })
+                .collect();
+            let x = store.json_rows(
+                1,
+                &[
+                    ("seq", "bigint"),
+                    ("floating_ip_id", "text"),
+                    ("at", "bigint"),
+                    ("kind", "text"),
+                    ("host", "text"),
+                    ("revision", "bigint"),
+                    ("detail", "text"),
+                ],
+            );
+            sqlx::query(&format!(
+                "INSERT INTO events (floating_ip_id, at, kind, host, revision, detail) \
+                 SELECT x.floating_ip_id, x.at, x.kind, x.host, x.revision, x.detail \
+                 FROM {x} ORDER BY x.seq"
+            ))
+            .bind(serde_json::to_string(&rows).expect("serialisable"))
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    run.clear();
+    Ok(())
+}
+
 impl Store {
     pub async fn events_list(
         &self,

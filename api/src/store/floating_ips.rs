@@ -128,6 +128,97 @@ pub async fn lock_any(conn: &mut Conn, store: &Store, id: &str) -> StoreResult<O
     .await?)
 }
 
+/// Floating IPs (live or deleted) locked in id order, with their revision.
+pub async fn lock_many(
+    conn: &mut Conn,
+    store: &Store,
+    ids: &[String],
+) -> StoreResult<Vec<(String, i64)>> {
+    let list = serde_json::to_string(ids).expect("strings serialise");
+    Ok(sqlx::query_as(&format!(
+        "SELECT id, revision FROM floating_ips WHERE id IN ({}) ORDER BY id{}",
+        store.json_list(1),
+        store.for_update()
+    ))
+    .bind(list)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// What a live floating IP's status is computed from: its host (through
+/// its instance), whether that host is lost, and that host's binding.
+#[derive(Debug, Clone, FromRow)]
+pub struct StatusInputs {
+    pub id: String,
+    pub address: String,
+    pub host: Option<String>,
+    pub lost_at: Option<i64>,
+    /// The binding's fields; `desired_revision` is NULL when there is none.
+    pub desired_revision: Option<i64>,
+    pub reported_state: Option<String>,
+    pub reported_revision: Option<i64>,
+    pub defender_mac: Option<String>,
+    pub dad_ms: Option<i64>,
+    pub detail: Option<String>,
+}
+
+/// The status inputs of the live floating IPs among `ids`, in one read.
+/// The caller holds their locks, which every writer of a binding's report
+/// takes first, so the bindings read here cannot change under it.
+pub async fn status_inputs(
+    conn: &mut Conn,
+    store: &Store,
+    ids: &[String],
+) -> StoreResult<Vec<StatusInputs>> {
+    let list = serde_json::to_string(ids).expect("strings serialise");
+    Ok(sqlx::query_as(&format!(
+        "SELECT f.id, f.address, i.host AS host, h.lost_at, b.desired_revision, \
+           b.reported_state, b.reported_revision, b.defender_mac, b.dad_ms, b.detail \
+         FROM floating_ips f LEFT JOIN instances i ON i.id = f.instance_id \
+         LEFT JOIN hosts h ON h.name = i.host \
+         LEFT JOIN bindings b ON b.floating_ip_id = f.id AND b.host = i.host \
+         WHERE f.id IN ({}) AND f.deleted_at IS NULL ORDER BY f.id",
+        store.json_list(1)
+    ))
+    .bind(list)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// One floating IP's status for [`set_statuses`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewStatus {
+    pub id: String,
+    pub status: &'static str,
+    pub detail: Option<String>,
+}
+
+/// Writes statuses in one statement; rows whose status and detail are
+/// unchanged keep their `updated_at`. Status is observed state, so the
+/// revision (the generation of what is wanted) does not change.
+pub async fn set_statuses(
+    conn: &mut Conn,
+    store: &Store,
+    statuses: &[NewStatus],
+    now: i64,
+) -> StoreResult<()> {
+    if statuses.is_empty() {
+        return Ok(());
+    }
+    let x = store.json_rows(2, &[("id", "text"), ("status", "text"), ("detail", "text")]);
+    sqlx::query(&format!(
+        "UPDATE floating_ips SET status = x.status, status_detail = x.detail, updated_at = $1 \
+         FROM {x} WHERE floating_ips.id = x.id \
+           AND (floating_ips.status <> x.status \
+                OR COALESCE(floating_ips.status_detail, '') <> COALESCE(x.detail, ''))"
+    ))
+    .bind(now)
+    .bind(serde_json::to_string(statuses).expect("serialisable"))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Live floating IPs associated with an instance, locked (in id order) for
 /// the rest of the transaction. On PostgreSQL a row that a concurrent
 /// transaction moved off the instance is re-checked after its lock is
@@ -165,28 +256,6 @@ pub async fn update(conn: &mut Conn, row: &FloatingIpRow) -> StoreResult<()> {
     .await
     .map_err(classify)?;
     Ok(())
-}
-
-/// Sets status and detail only: observed state, so the revision (the
-/// generation of what is wanted) does not change.
-pub async fn set_status(
-    conn: &mut Conn,
-    id: &str,
-    status: &str,
-    detail: Option<&str>,
-    now: i64,
-) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE floating_ips SET status = $2, status_detail = $3, updated_at = $4 \
-         WHERE id = $1 AND (status <> $2 OR COALESCE(status_detail, '') <> COALESCE($3, ''))",
-    )
-    .bind(id)
-    .bind(status)
-    .bind(detail)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// Turns a floating IP into a tombstone that keeps its address out of the

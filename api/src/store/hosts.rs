@@ -286,12 +286,3 @@ impl Store {
         Ok(true)
     }
 }
-
-/// When the named host was marked lost, if it is; `None` also for unknown hosts.
-pub async fn lost_at(conn: &mut Conn, name: &str) -> StoreResult<Option<i64>> {
-    let v: Option<Option<i64>> = sqlx::query_scalar("SELECT lost_at FROM hosts WHERE name = $1")
-        .bind(name)
-        .fetch_optional(conn)
-        .await?;
-    Ok(v.flatten())
-}

@@ -258,6 +258,38 @@ impl Store {
         }
     }
 
+    /// A subquery listing the strings of the JSON array bound as
+    /// parameter `param`: one statement for any number of rows on both
+    /// backends (`sqlx::Any` binds no arrays).
+    pub(crate) fn json_list(&self, param: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("SELECT jsonb_array_elements_text(${param}::jsonb)"),
+            Backend::Sqlite => format!("SELECT value FROM json_each(${param})"),
+        }
+    }
+
+    /// A table `x` read from the JSON array of objects bound as parameter
+    /// `param`, with the given columns (name, PostgreSQL type); keys
+    /// missing from an object read as NULL.
+    pub(crate) fn json_rows(&self, param: usize, columns: &[(&str, &str)]) -> String {
+        match self.backend {
+            Backend::Postgres => {
+                let defs: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
+                format!(
+                    "jsonb_to_recordset(${param}::jsonb) AS x({})",
+                    defs.join(", ")
+                )
+            }
+            Backend::Sqlite => {
+                let cols: Vec<String> = columns
+                    .iter()
+                    .map(|(n, _)| format!("json_extract(value, '$.{n}') AS {n}"))
+                    .collect();
+                format!("(SELECT {} FROM json_each(${param})) AS x", cols.join(", "))
+            }
+        }
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.lease_pool.close().await;

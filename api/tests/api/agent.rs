@@ -492,7 +492,117 @@ async fn agent_numbers_beyond_their_documented_format_are_refused(b: Backend) {
     );
 }
 
+/// One batch larger than a transaction's share (256), naming one floating
+/// IP twice and carrying reports that must be ignored: each report is
+/// applied in order, counted once, and logged with its events in order.
+async fn a_large_batch_is_applied_report_by_report(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let net = app.network("n").await;
+    app.pool(&net, "2001:db8:1::/64").await;
+    let a = Agent::register(&app, "host-a").await;
+    let vm = app.instance("p", "host-a").await;
+    let unlimited = app.req(Method::PUT, "/v1/quotas/p", ADMIN);
+    let q = unlimited
+        .json(&json!({ "floating_ips": null }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.status(), StatusCode::OK);
+    let mut fips = Vec::new();
+    for _ in 0..300 {
+        fips.push(id_of(fip_on(&app, &net, &vm).await));
+    }
+    let st = a.desired(0, 0).await;
+    assert_eq!(ids(&st["addresses"]).len(), 300);
+    let rep = |fip: &str, revision: i64, state: &str, extra: Value| {
+        let mut r = json!({
+            "floating_ip_id": fip, "revision": revision, "state": state,
+            "observed_at": chrono::Utc::now().to_rfc3339(),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        r
+    };
+    let mut batch = vec![rep(&fips[0], 1, "applying", json!({}))];
+    for f in &fips {
+        batch.push(rep(f, 1, "active", json!({ "dad_ms": 7, "na_sent": 2 })));
+    }
+    // Ignored: a revision that does not exist yet, a floating IP that does
+    // not exist, and a revision older than the one already reported.
+    batch.push(rep(&fips[1], 9, "absent", json!({})));
+    batch.push(rep(
+        &uuid::Uuid::new_v4().to_string(),
+        1,
+        "active",
+        json!({}),
+    ));
+    batch.push(rep(&fips[2], 0, "error", json!({ "detail": "stale" })));
+    let r = expect(
+        app.post("/v1/agent/reports", &a.token, json!({ "reports": batch }))
+            .await,
+        StatusCode::OK,
+    )
+    .await;
+    assert_eq!(
+        (r["accepted"].as_u64(), r["ignored"].as_u64()),
+        (Some(301), Some(3))
+    );
+    for f in [&fips[0], &fips[1], &fips[2], &fips[299]] {
+        let got = get_fip(&app, f).await;
+        assert_eq!(got["status"], "ACTIVE", "{got}");
+        assert_eq!(got["bindings"][0]["na_sent"], 2, "{got}");
+    }
+    let kinds = |v: Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = kinds(
+        expect(
+            app.get(&format!("/v1/floating-ips/{}/events", fips[0]), ADMIN)
+                .await,
+            StatusCode::OK,
+        )
+        .await,
+    );
+    let tail: Vec<&str> = first
+        .iter()
+        .rev()
+        .take(4)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        tail,
+        ["add_started", "dad_passed", "announced", "active"],
+        "{first:?}"
+    );
+    let last = kinds(
+        expect(
+            app.get(&format!("/v1/floating-ips/{}/events", fips[299]), ADMIN)
+                .await,
+            StatusCode::OK,
+        )
+        .await,
+    );
+    assert_eq!(
+        last.iter()
+            .rev()
+            .take(4)
+            .rev()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["add_requested", "dad_passed", "announced", "active"],
+        "{last:?}"
+    );
+}
+
 both_backends!(
+    a_large_batch_is_applied_report_by_report,
     agent_numbers_beyond_their_documented_format_are_refused,
     hosts_and_agent_tokens_are_scoped,
     moves_are_break_before_make,
