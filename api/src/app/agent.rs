@@ -357,6 +357,7 @@ impl App {
         let mut recorded = Vec::new();
         let mut events = Vec::new();
         let mut absent = Vec::new();
+        let mut removals = Vec::new();
         for (r, fip) in chunk.iter().zip(ids) {
             let Some(&current) = current.get(&fip) else {
                 continue;
@@ -399,6 +400,9 @@ impl App {
             b.na_sent = r.na_sent.map(i64::from);
             b.detail = r.detail.clone();
             b.reported_at = Some(now);
+            if b.desired == "absent" {
+                removals.push(fip.clone());
+            }
             recorded.push(b);
             if r.state == ReportedState::Absent {
                 absent.push(fip);
@@ -414,7 +418,13 @@ impl App {
         }
         let accepted: Vec<String> = recorded.into_iter().map(|b| b.floating_ip_id).collect();
         self.refresh_statuses(&mut tx, &accepted, now).await?;
-        touched.hosts(bindings::hosts_of_many(&mut tx, &self.store, &accepted).await?);
+        // Desired states are made of present bindings whose gate is open
+        // and of unconfirmed removals; a report can only change whether a
+        // removal is confirmed, so only reports on removals wake anyone (the
+        // reporter, whose removals shrink, and the hosts waiting on it).
+        if !removals.is_empty() {
+            touched.hosts(bindings::hosts_of_many(&mut tx, &self.store, &removals).await?);
+        }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(accepted.len())
     }
