@@ -286,6 +286,7 @@ async fn with_db(db: &ScratchDb, size: &Size) -> Result<Measured> {
     );
     *shared.renewals.lock().unwrap() = Samples::default();
     shared.leases_lost.store(0, Ordering::SeqCst);
+    let lost0 = hosts_lost(&db.url).await?;
 
     // What the idle fleet costs by itself (renewals, empty polls), so the
     // per-move figures count the moves only.
@@ -335,7 +336,11 @@ async fn with_db(db: &ScratchDb, size: &Size) -> Result<Measured> {
         ag.abort();
     }
     let renewals = shared.renewals.lock().unwrap().clone();
-    let leases_lost = shared.leases_lost.load(Ordering::SeqCst);
+    // What the agents saw late, or what fipd marked lost, whichever is more.
+    let leases_lost = shared
+        .leases_lost
+        .load(Ordering::SeqCst)
+        .max((hosts_lost(&db.url).await? - lost0).max(0) as u64);
     a.stop();
     b.stop();
     Ok(Measured {
@@ -645,6 +650,20 @@ async fn xacts(url: &str) -> Result<i64> {
     let mut c = sqlx::AnyConnection::connect(url).await?;
     let (n,): (i64,) = sqlx::query_as(
         "SELECT (xact_commit + xact_rollback)::BIGINT FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut c)
+    .await?;
+    Ok(n)
+}
+
+/// Host losses fipd recorded so far (one `host_lost` step per host and
+/// tick): a renewal stuck in fipd past the lease's end loses the lease
+/// there even if the agent never sees an answer to count late.
+async fn hosts_lost(url: &str) -> Result<i64> {
+    use sqlx::Connection;
+    let mut c = sqlx::AnyConnection::connect(url).await?;
+    let (n,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*)::BIGINT FROM (SELECT DISTINCT host, at FROM events WHERE kind = 'host_lost') s",
     )
     .fetch_one(&mut c)
     .await?;

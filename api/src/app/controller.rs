@@ -13,6 +13,7 @@ use super::changes::Touched;
 use super::floating_ips::{log, standby_list};
 use super::{App, AppResult, DadMode};
 use crate::domain::FloatingIpStatus;
+use crate::store::events::{self, NewEvent};
 use crate::store::{bindings, floating_ips, hosts, instances, now_ms, Conn, StoreError};
 
 impl App {
@@ -123,20 +124,16 @@ impl App {
         let lost = hosts::mark_lost(&mut tx, now).await?;
         for host in &lost {
             tracing::warn!(%host, "host lost: its agent's lease expired");
-            for fip in bindings::present_on(&mut tx, host).await? {
-                let rev = current_revision(&mut tx, &self.store, &fip).await?;
-                log(
-                    &mut tx,
-                    &fip,
-                    "host_lost",
-                    Some(host),
-                    rev,
-                    json!({ "reason": "lease expired" }),
-                )
-                .await?;
-                self.refresh_status(&mut tx, &fip, now).await?;
-                touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
-            }
+            let fips = bindings::present_on(&mut tx, host).await?;
+            let step = HostStep {
+                host,
+                fips: &fips,
+                kind: "host_lost",
+                detail: json!({ "reason": "lease expired" }),
+                lock: true,
+            };
+            self.log_host_step(&mut tx, step, &mut touched).await?;
+            self.refresh_statuses(&mut tx, &fips, now).await?;
         }
         // DAD on the next holder catches a copy left behind unless DAD is
         // off, in fipd's settings or on some agent (docs/protocol.md).
@@ -146,26 +143,24 @@ impl App {
             hosts::mark_fenced(&mut tx, now, self.config.fence_grace_ms, dad_protects).await?;
         for host in &fenced {
             tracing::warn!(%host, "host fenced: its addresses now count as gone");
-            for fip in bindings::confirm_fenced(&mut tx, host, now).await? {
-                let rev = current_revision(&mut tx, &self.store, &fip).await?;
-                log(
-                    &mut tx,
-                    &fip,
-                    "removal_assumed",
-                    Some(host),
-                    rev,
-                    json!({
-                        "reason": if dad_protects {
-                            "lease expired and fence grace passed"
-                        } else {
-                            "lease expired, fence grace passed and the agent's kernel lifetimes ran out"
-                        },
-                        "fence_grace_ms": self.config.fence_grace_ms,
-                    }),
-                )
-                .await?;
-                touched.hosts(bindings::hosts_of(&mut tx, &fip).await?);
-            }
+            let fips = bindings::confirm_fenced(&mut tx, host, now).await?;
+            let reason = if dad_protects {
+                "lease expired and fence grace passed"
+            } else {
+                "lease expired, fence grace passed and the agent's kernel lifetimes ran out"
+            };
+            let detail = json!({ "reason": reason, "fence_grace_ms": self.config.fence_grace_ms });
+            // Only logged: confirm_fenced changed bindings, not the
+            // floating IPs, so their locks are not needed (and taking them
+            // after the bindings' would invert the one lock order).
+            let step = HostStep {
+                host,
+                fips: &fips,
+                kind: "removal_assumed",
+                detail,
+                lock: false,
+            };
+            self.log_host_step(&mut tx, step, &mut touched).await?;
         }
         let released = self.release_unheld(&mut tx, now, None).await?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -270,14 +265,59 @@ impl App {
     }
 }
 
-async fn current_revision(
-    conn: &mut Conn,
-    store: &crate::store::Store,
-    fip: &str,
-) -> AppResult<i64> {
-    Ok(floating_ips::get_for_update(conn, store, fip)
-        .await?
-        .map_or(0, |f| f.revision))
+/// A step the controller takes for every floating IP of one host.
+struct HostStep<'a> {
+    host: &'a str,
+    fips: &'a [String],
+    kind: &'static str,
+    detail: serde_json::Value,
+    lock: bool,
+}
+
+impl App {
+    /// Logs a host-wide step on each of the floating IPs it concerns, at
+    /// their revision, and marks their hosts touched: a fixed number of
+    /// statements per host, so a tick that loses many hosts stays short and
+    /// holds their locks briefly. With `lock` the floating IPs are locked
+    /// first (in id order, the one lock order) for the caller's changes.
+    async fn log_host_step(
+        &self,
+        conn: &mut Conn,
+        step: HostStep<'_>,
+        touched: &mut Touched,
+    ) -> AppResult<()> {
+        let HostStep {
+            host,
+            fips,
+            kind,
+            detail,
+            lock,
+        } = step;
+        if fips.is_empty() {
+            return Ok(());
+        }
+        let at = now_ms();
+        let detail = detail.to_string();
+        let revisions = if lock {
+            floating_ips::lock_many(conn, &self.store, fips).await?
+        } else {
+            floating_ips::revisions(conn, &self.store, fips).await?
+        };
+        let steps: Vec<NewEvent> = revisions
+            .into_iter()
+            .map(|(id, revision)| NewEvent {
+                floating_ip_id: id,
+                at,
+                kind,
+                host: Some(host.to_owned()),
+                revision,
+                detail: detail.clone(),
+            })
+            .collect();
+        events::append_many(conn, &self.store, &steps).await?;
+        touched.hosts(bindings::hosts_of_many(conn, &self.store, fips).await?);
+        Ok(())
+    }
 }
 
 /// A live floating IP's status and its detail: DOWN without a host, ERROR

@@ -134,11 +134,28 @@ pub async fn lock_many(
     store: &Store,
     ids: &[String],
 ) -> StoreResult<Vec<(String, i64)>> {
+    revisions_of(conn, store, ids, store.for_update()).await
+}
+
+/// Floating IPs (live or deleted) with their revision, not locked.
+pub async fn revisions(
+    conn: &mut Conn,
+    store: &Store,
+    ids: &[String],
+) -> StoreResult<Vec<(String, i64)>> {
+    revisions_of(conn, store, ids, "").await
+}
+
+async fn revisions_of(
+    conn: &mut Conn,
+    store: &Store,
+    ids: &[String],
+    lock: &str,
+) -> StoreResult<Vec<(String, i64)>> {
     let list = serde_json::to_string(ids).expect("strings serialise");
     Ok(sqlx::query_as(&format!(
-        "SELECT id, revision FROM floating_ips WHERE id IN ({}) ORDER BY id{}",
+        "SELECT id, revision FROM floating_ips WHERE id IN ({}) ORDER BY id{lock}",
         store.json_list(1),
-        store.for_update()
     ))
     .bind(list)
     .fetch_all(conn)
