@@ -276,11 +276,11 @@ pub async fn record_reports(
         ],
     );
     sqlx::query(&format!(
-        "UPDATE bindings SET reported_state = x.reported_state, \
+        "{x}UPDATE bindings SET reported_state = x.reported_state, \
            reported_revision = x.reported_revision, dad_ms = x.dad_ms, \
            defender_mac = x.defender_mac, na_sent = x.na_sent, detail = x.detail, \
            reported_at = x.reported_at \
-         FROM {x} WHERE bindings.host = $1 AND bindings.floating_ip_id = x.floating_ip_id"
+         FROM x WHERE bindings.host = $1 AND bindings.floating_ip_id = x.floating_ip_id"
     ))
     .bind(host)
     .bind(serde_json::to_string(&fields).expect("serialisable"))

@@ -162,9 +162,9 @@ async fn insert_run(conn: &mut Conn, store: &Store, run: &mut Vec<&NewEvent>) ->
                 ],
             );
             sqlx::query(&format!(
-                "INSERT INTO events (floating_ip_id, at, kind, host, revision, detail) \
+                "{x}INSERT INTO events (floating_ip_id, at, kind, host, revision, detail) \
                  SELECT x.floating_ip_id, x.at, x.kind, x.host, x.revision, x.detail \
-                 FROM {x} ORDER BY x.seq"
+                 FROM x ORDER BY x.seq"
             ))
             .bind(serde_json::to_string(&rows).expect("serialisable"))
             .execute(&mut *conn)

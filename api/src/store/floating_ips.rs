@@ -224,8 +224,8 @@ pub async fn set_statuses(
     }
     let x = store.json_rows(2, &[("id", "text"), ("status", "text"), ("detail", "text")]);
     sqlx::query(&format!(
-        "UPDATE floating_ips SET status = x.status, status_detail = x.detail, updated_at = $1 \
-         FROM {x} WHERE floating_ips.id = x.id \
+        "{x}UPDATE floating_ips SET status = x.status, status_detail = x.detail, updated_at = $1 \
+         FROM x WHERE floating_ips.id = x.id \
            AND (floating_ips.status <> x.status \
                 OR COALESCE(floating_ips.status_detail, '') <> COALESCE(x.detail, ''))"
     ))

@@ -268,26 +268,30 @@ impl Store {
         }
     }
 
-    /// A table `x` read from the JSON array of objects bound as parameter
-    /// `param`, with the given columns (name, PostgreSQL type); keys
-    /// missing from an object read as NULL.
+    /// `WITH x AS MATERIALIZED (…)`: a table `x` read from the JSON array
+    /// of objects bound as parameter `param`, with the given columns (name,
+    /// PostgreSQL type), to put before the statement that reads it. Keys
+    /// missing from an object read as NULL. Materialised, because SQLite
+    /// would otherwise flatten it into the join and parse the JSON again
+    /// for every row of the other table.
     pub(crate) fn json_rows(&self, param: usize, columns: &[(&str, &str)]) -> String {
-        match self.backend {
+        let body = match self.backend {
             Backend::Postgres => {
                 let defs: Vec<String> = columns.iter().map(|(n, t)| format!("{n} {t}")).collect();
                 format!(
-                    "jsonb_to_recordset(${param}::jsonb) AS x({})",
+                    "SELECT * FROM jsonb_to_recordset(${param}::jsonb) AS r({})",
                     defs.join(", ")
                 )
             }
             Backend::Sqlite => {
                 let cols: Vec<String> = columns
                     .iter()
-                    .map(|(n, _)| format!("json_extract(value, '$.{n}') AS {n}"))
+                    .map(|(n, _)| format!("value ->> '{n}' AS {n}"))
                     .collect();
-                format!("(SELECT {} FROM json_each(${param})) AS x", cols.join(", "))
+                format!("SELECT {} FROM json_each(${param})", cols.join(", "))
             }
-        }
+        };
+        format!("WITH x AS MATERIALIZED ({body}) ")
     }
 
     pub async fn close(&self) {
