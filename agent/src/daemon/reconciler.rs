@@ -776,44 +776,50 @@ impl Reconciler {
             // Held until the verdict; the rest of the NA train needs no slot.
             // Cancel-safe: aborting the task while queued drops nothing else.
             let mut slot = slots.acquire_owned().await.ok();
-            let mut verdict_sent = false;
-            let res = mgr
-                .add_and_announce(&k.0, addr, &opts, &na, |o, n| {
-                    // The optimistic line is not a verdict; `tentative`
-                    // was reported already.
-                    if o.outcome == Outcome::Optimistic {
-                        return;
+            // Boxed, so a queued add (thousands of them when a host takes
+            // up its addresses) holds only this small future, not the
+            // add's whole state machine (bench/results.md, figure 6).
+            Box::pin(async move {
+                let mut verdict_sent = false;
+                let res = mgr
+                    .add_and_announce(&k.0, addr, &opts, &na, |o, n| {
+                        // The optimistic line is not a verdict; `tentative`
+                        // was reported already.
+                        if o.outcome == Outcome::Optimistic {
+                            return;
+                        }
+                        slot.take();
+                        verdict_sent = true;
+                        let _ = tx.send(TaskEvent::Verdict {
+                            generation,
+                            key: k.clone(),
+                            id,
+                            revision,
+                            result: Ok((o.clone(), n)),
+                        });
+                    })
+                    .await;
+                match res {
+                    // The lease ran out under it: the fence handles the rest,
+                    // and there is nothing to tell fipd.
+                    Err(AgentError::LeaseExpired) if !verdict_sent => {}
+                    Err(e) if !verdict_sent => {
+                        let _ = tx.send(TaskEvent::Verdict {
+                            generation,
+                            key: k.clone(),
+                            id,
+                            revision,
+                            result: Err(chain(&e)),
+                        });
                     }
-                    slot.take();
-                    verdict_sent = true;
-                    let _ = tx.send(TaskEvent::Verdict {
-                        generation,
-                        key: k.clone(),
-                        id,
-                        revision,
-                        result: Ok((o.clone(), n)),
-                    });
-                })
-                .await;
-            match res {
-                // The lease ran out under it: the fence handles the rest,
-                // and there is nothing to tell fipd.
-                Err(AgentError::LeaseExpired) if !verdict_sent => {}
-                Err(e) if !verdict_sent => {
-                    let _ = tx.send(TaskEvent::Verdict {
-                        generation,
-                        key: k.clone(),
-                        id,
-                        revision,
-                        result: Err(chain(&e)),
-                    });
+                    // The verdict went out; a later NA failed (the address was
+                    // removed meanwhile, e.g. by a move away or the fence).
+                    Err(e) => tracing::debug!(%addr, "NA train ended early: {}", chain(&e)),
+                    Ok(_) => {}
                 }
-                // The verdict went out; a later NA failed (the address was
-                // removed meanwhile, e.g. by a move away or the fence).
-                Err(e) => tracing::debug!(%addr, "NA train ended early: {}", chain(&e)),
-                Ok(_) => {}
-            }
-            let _ = tx.send(TaskEvent::Finished { generation, key: k });
+                let _ = tx.send(TaskEvent::Finished { generation, key: k });
+            })
+            .await
         });
         self.in_flight.insert(
             key,
