@@ -653,27 +653,29 @@ fn cpu_ms(f: &Fipd) -> Result<f64> {
 
 /// Transactions committed or rolled back in the database so far.
 async fn xacts(url: &str) -> Result<i64> {
-    use sqlx::Connection;
-    let mut c = sqlx::AnyConnection::connect(url).await?;
-    let (n,): (i64,) = sqlx::query_as(
+    scalar(
+        url,
         "SELECT (xact_commit + xact_rollback)::BIGINT FROM pg_stat_database WHERE datname = current_database()",
     )
-    .fetch_one(&mut c)
-    .await?;
-    Ok(n)
+    .await
 }
 
 /// Host losses fipd recorded so far (one `host_lost` step per host and
 /// tick): a renewal stuck in fipd past the lease's end loses the lease
 /// there even if the agent never sees an answer to count late.
 async fn hosts_lost(url: &str) -> Result<i64> {
-    use sqlx::Connection;
-    let mut c = sqlx::AnyConnection::connect(url).await?;
-    let (n,): (i64,) = sqlx::query_as(
+    scalar(
+        url,
         "SELECT COUNT(*)::BIGINT FROM (SELECT DISTINCT host, at FROM events WHERE kind = 'host_lost') s",
     )
-    .fetch_one(&mut c)
-    .await?;
+    .await
+}
+
+/// One number from the benchmark's scratch database.
+async fn scalar(url: &str, sql: &str) -> Result<i64> {
+    use sqlx::Connection;
+    let mut c = sqlx::AnyConnection::connect(url).await?;
+    let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut c).await?;
     Ok(n)
 }
 
