@@ -121,56 +121,40 @@ pub async fn append_many(conn: &mut Conn, store: &Store, events: &[NewEvent]) ->
 /// Inserts (and empties) a run of ordinary events, keeping their order in
 /// the ids they get.
 async fn insert_run(conn: &mut Conn, store: &Store, run: &mut Vec<&NewEvent>) -> StoreResult<()> {
-    match run.len() {
-        0 => return Ok(()),
-        1 => {
-            let e = run[0];
-            let host = e.host.as_deref();
-            append(
-                conn,
-                &e.floating_ip_id,
-                e.at,
-                e.kind,
-                host,
-                e.revision,
-                &e.detail,
-            )
-            .await?;
-        }
-        _ => {
-            #[derive(serde::Serialize)]
-            struct Row<'a> {
-                seq: usize,
-                #[serde(flatten)]
-                event: &'a NewEvent,
-            }
-            let rows: Vec<Row> = run
-                .iter()
-                .enumerate()
-                .map(|(seq, event)| Row { seq, event })
-                .collect();
-            let x = store.json_rows(
-                1,
-                &[
-                    ("seq", "bigint"),
-                    ("floating_ip_id", "text"),
-                    ("at", "bigint"),
-                    ("kind", "text"),
-                    ("host", "text"),
-                    ("revision", "bigint"),
-                    ("detail", "text"),
-                ],
-            );
-            sqlx::query(&format!(
-                "{x}INSERT INTO events (floating_ip_id, at, kind, host, revision, detail) \
-                 SELECT x.floating_ip_id, x.at, x.kind, x.host, x.revision, x.detail \
-                 FROM x ORDER BY x.seq"
-            ))
-            .bind(serde_json::to_string(&rows).expect("serialisable"))
-            .execute(&mut *conn)
-            .await?;
-        }
+    if run.is_empty() {
+        return Ok(());
     }
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        seq: usize,
+        #[serde(flatten)]
+        event: &'a NewEvent,
+    }
+    let rows: Vec<Row> = run
+        .iter()
+        .enumerate()
+        .map(|(seq, event)| Row { seq, event })
+        .collect();
+    let x = store.json_rows(
+        1,
+        &[
+            ("seq", "bigint"),
+            ("floating_ip_id", "text"),
+            ("at", "bigint"),
+            ("kind", "text"),
+            ("host", "text"),
+            ("revision", "bigint"),
+            ("detail", "text"),
+        ],
+    );
+    sqlx::query(&format!(
+        "{x}INSERT INTO events (floating_ip_id, at, kind, host, revision, detail) \
+         SELECT x.floating_ip_id, x.at, x.kind, x.host, x.revision, x.detail \
+         FROM x ORDER BY x.seq"
+    ))
+    .bind(serde_json::to_string(&rows).expect("serialisable"))
+    .execute(&mut *conn)
+    .await?;
     run.clear();
     Ok(())
 }
